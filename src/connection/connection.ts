@@ -1,0 +1,458 @@
+import type net from "node:net";
+import type tls from "node:tls";
+import { AuthenticationError, ConnectionError, PgwalError, ProtocolError, ServerError } from "../errors.js";
+import {
+  type FieldDescription,
+  parseAuthentication,
+  parseBackendKeyData,
+  parseCommandComplete,
+  parseDataRow,
+  parseErrorFields,
+  parseParameterStatus,
+  parseRowDescription,
+} from "../protocol/backend.js";
+import { MessageFramer } from "../protocol/framing.js";
+import {
+  copyDataMessage,
+  copyDoneMessage,
+  passwordMessage,
+  queryMessage,
+  saslInitialResponse,
+  saslResponse,
+  startupMessage,
+  terminateMessage,
+} from "../protocol/frontend.js";
+import { Backend, backendMessageName } from "../protocol/message-types.js";
+import { md5PasswordResponse } from "./auth/md5.js";
+import { chooseScramMechanism, ScramSha256Client } from "./auth/scram.js";
+import { tlsServerEndPointHash } from "./auth/channel-binding.js";
+import type { ConnectionSettings, HostTarget } from "./conninfo.js";
+import { effectiveSslMode } from "./conninfo.js";
+import { MessageQueue } from "./message-queue.js";
+import { lookupPgpass } from "./pgpass.js";
+import { connectionFailedPrefix, openTransport, type Transport } from "./transport.js";
+
+/** Result of one statement of a simple query, values as text (replication commands answer in text). */
+export interface QueryResult {
+  fields: FieldDescription[];
+  rows: (string | null)[][];
+  command: string;
+}
+
+export interface ConnectOptions {
+  /** Called for NoticeResponse messages (warnings from the server). */
+  onNotice?: (fields: ReturnType<typeof parseErrorFields>) => void;
+  /** Called for a .pgpass file that is ignored (bad permissions). */
+  onWarning?: (message: string) => void;
+  /** Bytes of unread messages after which the socket is paused (default 8 MiB). */
+  highWaterBytes?: number;
+}
+
+const DEFAULT_HIGH_WATER_BYTES = 8 * 1024 * 1024;
+
+/**
+ * One connection to a server over the frontend/backend protocol: startup and authentication,
+ * simple queries, and the CopyBoth sub-protocol used by START_REPLICATION. Knows nothing of WAL
+ * files; the receiver drives it.
+ */
+export class PgConnection {
+  readonly parameters = new Map<string, string>();
+  processId = 0;
+  private readonly framer = new MessageFramer();
+  private readonly queue: MessageQueue;
+  private closed = false;
+  private inCopy = false;
+  /** ReadyForQuery seen once: errors before it are connection failures. */
+  private ready = false;
+
+  private constructor(
+    private readonly transport: Transport,
+    readonly settings: ConnectionSettings,
+    private readonly options: ConnectOptions,
+  ) {
+    const socket = transport.socket;
+    this.queue = new MessageQueue(options.highWaterBytes ?? DEFAULT_HIGH_WATER_BYTES, (paused) =>
+      paused ? socket.pause() : socket.resume(),
+    );
+    socket.on("data", (chunk: Buffer) => this.onData(chunk));
+    socket.on("error", (error: Error) => this.onTransportError(error));
+    socket.on("close", () => this.onTransportError(new ConnectionError(this.closedText())));
+    socket.resume();
+  }
+
+  get target(): HostTarget {
+    return this.transport.target;
+  }
+
+  get usesTls(): boolean {
+    return this.transport.peerCertificateDer !== undefined;
+  }
+
+  /** server_version_num from the startup parameters (e.g. 150004). */
+  get serverVersionNum(): number {
+    const text = this.parameters.get("server_version") ?? "0";
+    const match = /^(\d+)(?:\.(\d+))?/.exec(text);
+    if (!match) return 0;
+    const major = Number(match[1]);
+    return major >= 10 ? major * 10000 + Number(match[2] ?? 0) : major * 10000 + Number(match[2] ?? 0) * 100;
+  }
+
+  /** The raw socket, for tests and for backpressure checks. */
+  get socket(): net.Socket | tls.TLSSocket {
+    return this.transport.socket;
+  }
+
+  /** Bytes received and not yet consumed. */
+  get queuedBytes(): number {
+    return this.queue.bytes;
+  }
+
+  /**
+   * Connects to the first target that accepts, trying each in order like libpq; when all fail,
+   * the error lists every attempt.
+   */
+  static async connect(settings: ConnectionSettings, options: ConnectOptions = {}): Promise<PgConnection> {
+    const failures: PgwalError[] = [];
+    for (const target of settings.targets) {
+      try {
+        return await PgConnection.connectTarget(settings, target, options);
+      } catch (error) {
+        if (!(error instanceof PgwalError)) throw error;
+        failures.push(error);
+      }
+    }
+    if (failures.length === 1) throw failures[0]!;
+    // Keep the type of a permanent refusal (wrong password, …) so callers don't retry it.
+    const reported = failures.find((f) => !f.retryable) ?? new ConnectionError("", { cause: failures[0] });
+    reported.message = failures.map((f) => f.message).join("\n");
+    throw reported;
+  }
+
+  private static async connectTarget(
+    settings: ConnectionSettings,
+    target: HostTarget,
+    options: ConnectOptions,
+  ): Promise<PgConnection> {
+    const mode = effectiveSslMode(settings);
+    // libpq's second chance: "allow" tries plain then TLS, "prefer" TLS then plain, when the
+    // server refuses the first (e.g. a hostssl-only or hostnossl-only pg_hba line).
+    const attempts = mode === "disable" ? [false] : mode === "allow" ? [false, true] : mode === "prefer" ? [true, false] : [true];
+    let lastError: unknown;
+    for (const useTls of attempts) {
+      let connection: PgConnection | undefined;
+      try {
+        const transport = await openTransport(settings, target, useTls);
+        connection = new PgConnection(transport, settings, options);
+        await connection.startup();
+        return connection;
+      } catch (error) {
+        connection?.destroy();
+        lastError = error;
+        if (!(error instanceof ServerError) || target.socketPath !== undefined) break;
+      }
+    }
+    throw lastError;
+  }
+
+  private closedText(): string {
+    return `${connectionFailedPrefix(this.target).replace(/ failed$/, "")}: server closed the connection unexpectedly\n\tThis probably means the server terminated abnormally before or while processing the request.`;
+  }
+
+  private onData(chunk: Buffer): void {
+    try {
+      this.framer.push(chunk, (type, body) => this.route(type, body));
+    } catch (error) {
+      this.onTransportError(error instanceof Error ? error : new ProtocolError(String(error)));
+      this.transport.socket.destroy();
+    }
+  }
+
+  /** Asynchronous messages are handled here; everything else goes to whoever consumes the queue. */
+  private route(type: number, body: Buffer): void {
+    if (type === Backend.ParameterStatus) {
+      const { name, value } = parseParameterStatus(body);
+      this.parameters.set(name, value);
+    } else if (type === Backend.NoticeResponse) {
+      this.options.onNotice?.(parseErrorFields(body));
+    } else if (type === Backend.NotificationResponse) {
+      // LISTEN is meaningless on a replication connection; ignore.
+    } else {
+      this.queue.push(type, body);
+    }
+  }
+
+  private onTransportError(error: Error): void {
+    this.closed = true;
+    this.queue.fail(error instanceof PgwalError ? error : new ConnectionError(`${connectionFailedPrefix(this.target).replace(/ failed$/, "")}: ${error.message}`, { cause: error }));
+  }
+
+  private write(bytes: Buffer): void {
+    if (this.closed) throw this.queue.failed ?? new ConnectionError(this.closedText());
+    this.transport.socket.write(bytes);
+  }
+
+  private async startup(): Promise<void> {
+    const s = this.settings;
+    const params: Record<string, string> = { user: s.user, database: s.dbname };
+    if (s.replication !== undefined) params.replication = s.replication;
+    const appName = s.applicationName ?? s.fallbackApplicationName;
+    if (appName !== undefined) params.application_name = appName;
+    if (s.options !== undefined) params.options = s.options;
+    this.write(startupMessage(params));
+    await this.authenticate();
+    for (;;) {
+      const { type, body } = await this.queue.next();
+      if (type === Backend.ReadyForQuery) {
+        this.ready = true;
+        return;
+      }
+      if (type === Backend.BackendKeyData) this.processId = parseBackendKeyData(body).processId;
+      else if (type === Backend.ErrorResponse) throw this.serverError(body);
+      else if (type !== Backend.NegotiateProtocolVersion) throw unexpected(type, "startup");
+    }
+  }
+
+  private serverError(body: Buffer): ServerError {
+    const fields = parseErrorFields(body);
+    if (!this.ready) {
+      // Failures before ReadyForQuery are connection failures: prefix like libpq does.
+      fields.message = `${connectionFailedPrefix(this.target)}: ${fields.severity}:  ${fields.message}`;
+    }
+    return new ServerError(fields);
+  }
+
+  private async password(): Promise<string> {
+    if (this.settings.password !== undefined) return this.settings.password;
+    const target = this.target;
+    const found = await lookupPgpass(
+      this.settings.passfile,
+      {
+        host: target.host,
+        port: target.port,
+        dbname: this.settings.replication === "true" ? "replication" : this.settings.dbname,
+        user: this.settings.user,
+      },
+      this.options.onWarning,
+    );
+    if (found === undefined) {
+      throw new AuthenticationError(`${connectionFailedPrefix(target)}: fe_sendauth: no password supplied`);
+    }
+    return found;
+  }
+
+  private async authenticate(): Promise<void> {
+    const bindingMode = this.settings.channelBinding;
+    let scram: ScramSha256Client | undefined;
+    for (;;) {
+      const { type, body } = await this.queue.next();
+      if (type === Backend.ErrorResponse) throw this.serverError(body);
+      if (type !== Backend.Authentication) throw unexpected(type, "authentication");
+      const request = parseAuthentication(body);
+      switch (request.kind) {
+        case "ok":
+          if (bindingMode === "require" && (scram === undefined || scram.mechanism !== "SCRAM-SHA-256-PLUS")) {
+            throw new AuthenticationError(
+              `${connectionFailedPrefix(this.target)}: channel binding required, but server authenticated client without channel binding`,
+            );
+          }
+          return;
+        case "cleartext-password":
+          this.refuseWithoutBinding("password");
+          this.write(passwordMessage(await this.password()));
+          break;
+        case "md5-password":
+          this.refuseWithoutBinding("md5");
+          this.write(passwordMessage(md5PasswordResponse(this.settings.user, await this.password(), request.salt)));
+          break;
+        case "sasl": {
+          const der = this.transport.peerCertificateDer;
+          const binding = der ? { type: "tls-server-end-point" as const, data: tlsServerEndPointHash(der) } : undefined;
+          const choice = chooseScramMechanism(request.mechanisms, bindingMode, binding);
+          scram = new ScramSha256Client(await this.password(), {
+            channelBinding: choice.useBinding ? binding : undefined,
+            clientSupportsBinding: binding !== undefined && bindingMode !== "disable",
+          });
+          this.write(saslInitialResponse(scram.mechanism, scram.clientFirstMessage()));
+          break;
+        }
+        case "sasl-continue":
+          if (!scram) throw new ProtocolError("server sent SASLContinue before SASL was started");
+          this.write(saslResponse(scram.handleServerFirst(request.data)));
+          break;
+        case "sasl-final":
+          if (!scram) throw new ProtocolError("server sent SASLFinal before SASL was started");
+          scram.verifyServerFinal(request.data);
+          break;
+        case "unsupported":
+          throw new AuthenticationError(
+            `${connectionFailedPrefix(this.target)}: authentication method "${request.method}" is not supported by pgwal`,
+          );
+      }
+    }
+  }
+
+  private refuseWithoutBinding(method: string): void {
+    if (this.settings.channelBinding === "require") {
+      throw new AuthenticationError(
+        `${connectionFailedPrefix(this.target)}: channel binding required, but server authenticated client without channel binding (method ${method})`,
+      );
+    }
+  }
+
+  /**
+   * Runs one simple query and returns the result of each statement. A server error is thrown
+   * after ReadyForQuery, so the connection stays usable.
+   */
+  async query(sql: string): Promise<QueryResult[]> {
+    if (this.inCopy) throw new ProtocolError("cannot run a query while streaming");
+    this.write(queryMessage(sql));
+    return this.readResults("query");
+  }
+
+  /** Reads RowDescription/DataRow/CommandComplete until ReadyForQuery. */
+  private async readResults(context: string): Promise<QueryResult[]> {
+    const results: QueryResult[] = [];
+    let fields: FieldDescription[] = [];
+    let rows: (string | null)[][] = [];
+    let error: ServerError | undefined;
+    for (;;) {
+      const { type, body } = await this.queue.next();
+      switch (type) {
+        case Backend.RowDescription:
+          fields = parseRowDescription(body);
+          rows = [];
+          break;
+        case Backend.DataRow:
+          rows.push(parseDataRow(body).map((v) => (v === null ? null : v.toString("utf8"))));
+          break;
+        case Backend.CommandComplete:
+          results.push({ fields, rows, command: parseCommandComplete(body) });
+          fields = [];
+          rows = [];
+          break;
+        case Backend.EmptyQueryResponse:
+          break;
+        case Backend.ErrorResponse:
+          error = this.serverError(body);
+          break;
+        case Backend.ReadyForQuery:
+          if (error) throw error;
+          return results;
+        case Backend.CopyBothResponse:
+          if (context !== "copy") throw unexpected(type, context);
+          this.inCopy = true;
+          return results;
+        default:
+          throw unexpected(type, context);
+      }
+    }
+  }
+
+  /**
+   * Sends a command that switches to CopyBoth (START_REPLICATION). Resolves once the server has
+   * entered copy mode; a server error (slot missing, WAL removed, …) is thrown as ServerError.
+   */
+  async startCopyBoth(sql: string): Promise<void> {
+    this.write(queryMessage(sql));
+    await this.readResults("copy");
+    if (!this.inCopy) throw new ProtocolError(`server did not start streaming in response to ${sql.split(" ")[0]}`);
+  }
+
+  /**
+   * Every CopyData payload received so far (waits for at least one message). An empty array means
+   * the copy is ending (CopyDone or an error is next): call `finishCopy`.
+   */
+  takeCopyData(): Promise<Buffer[]> {
+    return this.queue.takeCopyData();
+  }
+
+  /** Wakes a pending `takeCopyData` with an empty batch (used to stop streaming promptly). */
+  interrupt(): void {
+    this.queue.interrupt();
+  }
+
+  /** Sends one CopyData message built by the caller (see standbyStatusUpdateMessage). */
+  sendRaw(message: Buffer): void {
+    this.write(message);
+  }
+
+  sendCopyData(payload: Uint8Array): void {
+    this.write(copyDataMessage(payload));
+  }
+
+  private sentCopyDone = false;
+
+  /** Tells the server we stop streaming (it answers with CopyDone and the command's completion). */
+  sendCopyDone(): void {
+    if (this.sentCopyDone) return;
+    this.sentCopyDone = true;
+    this.write(copyDoneMessage());
+  }
+
+  /**
+   * Ends the CopyBoth exchange: discards CopyData still in flight, answers the server's CopyDone,
+   * and returns the result set sent after it (on a timeline switch: one row with the next timeline
+   * and its start position) once the server is ready for queries again.
+   */
+  async finishCopy(): Promise<QueryResult[]> {
+    const results: QueryResult[] = [];
+    let fields: FieldDescription[] = [];
+    let rows: (string | null)[][] = [];
+    let error: ServerError | undefined;
+    for (;;) {
+      const { type, body } = await this.queue.next();
+      switch (type) {
+        case Backend.CopyData:
+          break; // WAL after we asked to stop: not ours to keep.
+        case Backend.CopyDone:
+          this.sendCopyDone();
+          break;
+        case Backend.RowDescription:
+          fields = parseRowDescription(body);
+          rows = [];
+          break;
+        case Backend.DataRow:
+          rows.push(parseDataRow(body).map((v) => (v === null ? null : v.toString("utf8"))));
+          break;
+        case Backend.CommandComplete:
+          results.push({ fields, rows, command: parseCommandComplete(body) });
+          fields = [];
+          rows = [];
+          break;
+        case Backend.ErrorResponse:
+          error = this.serverError(body);
+          break;
+        case Backend.ReadyForQuery:
+          this.inCopy = false;
+          this.sentCopyDone = false;
+          if (error) throw error;
+          return results;
+        default:
+          throw unexpected(type, "end of streaming");
+      }
+    }
+  }
+
+  /** Sends Terminate and closes the socket. Safe to call more than once. */
+  async close(): Promise<void> {
+    const socket = this.transport.socket;
+    if (!this.closed && socket.writable) {
+      this.closed = true;
+      await new Promise<void>((resolve) => {
+        socket.end(terminateMessage(), () => resolve());
+        setTimeout(resolve, 1000).unref();
+      });
+    }
+    socket.destroy();
+  }
+
+  /** Drops the connection at once (error paths). */
+  destroy(): void {
+    this.closed = true;
+    this.transport.socket.destroy();
+  }
+}
+
+function unexpected(type: number, context: string): ProtocolError {
+  return new ProtocolError(`unexpected message ${backendMessageName(type)} during ${context}`);
+}

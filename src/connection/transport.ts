@@ -1,0 +1,195 @@
+import { existsSync, readFileSync } from "node:fs";
+import net from "node:net";
+import tls from "node:tls";
+import { ConnectionError } from "../errors.js";
+import { sslRequest } from "../protocol/frontend.js";
+import type { ConnectionSettings, HostTarget, SslMode } from "./conninfo.js";
+import { describeTarget, effectiveSslMode } from "./conninfo.js";
+
+/** A connected byte stream to one server, plain or TLS, before the startup packet. */
+export interface Transport {
+  socket: net.Socket | tls.TLSSocket;
+  /** Present when TLS is in use: the server certificate's DER, for SCRAM channel binding. */
+  peerCertificateDer?: Buffer;
+  target: HostTarget;
+}
+
+/** TCP keepalive as libpq enables it by default, so dead peers are noticed on idle streams. */
+const KEEPALIVE_DELAY_MS = 30_000;
+
+/** Opens a TCP or unix-domain socket to `target`, failing after `timeoutMs` (0 = no limit). */
+export function openSocket(target: HostTarget, timeoutMs: number | undefined): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const socket =
+      target.socketPath !== undefined
+        ? net.connect({ path: target.socketPath })
+        : net.connect({ host: target.hostaddr ?? target.host, port: target.port, noDelay: true });
+    let timer: NodeJS.Timeout | undefined;
+    const fail = (error: Error) => {
+      if (timer) clearTimeout(timer);
+      socket.destroy();
+      reject(new ConnectionError(`${connectionFailedPrefix(target)}: ${socketErrorText(error, target)}`, { cause: error }));
+    };
+    if (timeoutMs) {
+      timer = setTimeout(() => fail(new Error("timeout expired")), timeoutMs);
+    }
+    socket.once("error", fail);
+    socket.once("connect", () => {
+      if (timer) clearTimeout(timer);
+      socket.off("error", fail);
+      if (target.socketPath === undefined) socket.setKeepAlive(true, KEEPALIVE_DELAY_MS);
+      resolve(socket);
+    });
+  });
+}
+
+/** libpq's wording: `connection to server at "host" (addr), port N failed` / `on socket "…" failed`. */
+export function connectionFailedPrefix(target: HostTarget): string {
+  if (target.socketPath !== undefined) return `connection to server on socket "${target.socketPath}" failed`;
+  const addr = target.hostaddr && target.hostaddr !== target.host ? ` (${target.hostaddr})` : "";
+  return `connection to server at "${target.host}"${addr}, port ${target.port} failed`;
+}
+
+function socketErrorText(error: Error, target: HostTarget): string {
+  const code = (error as NodeJS.ErrnoException).code;
+  switch (code) {
+    case "ECONNREFUSED":
+      return target.socketPath !== undefined
+        ? "No such file or directory\n\tIs the server running locally and accepting connections on that socket?"
+        : "Connection refused\n\tIs the server running on that host and accepting TCP/IP connections?";
+    case "ENOENT":
+      return "No such file or directory\n\tIs the server running locally and accepting connections on that socket?";
+    case "ENOTFOUND":
+    case "EAI_AGAIN":
+      return `could not translate host name "${target.host}" to address: ${error.message}`;
+    default:
+      return error.message;
+  }
+}
+
+/**
+ * Reads the single-byte answer to SSLRequest. Bytes arriving after an 'S' would be unencrypted data
+ * spliced into the TLS session (CVE-2021-23222), so they are a hard error.
+ */
+function readSslResponse(socket: net.Socket, target: HostTarget): Promise<"S" | "N"> {
+  return new Promise((resolve, reject) => {
+    const cleanup = () => {
+      socket.off("data", onData);
+      socket.off("error", onError);
+      socket.off("close", onClose);
+    };
+    const onData = (chunk: Buffer) => {
+      cleanup();
+      socket.pause();
+      const answer = String.fromCharCode(chunk[0]!);
+      if (answer === "S" && chunk.length > 1) {
+        reject(new ConnectionError(`${connectionFailedPrefix(target)}: received unencrypted data after SSL response`));
+      } else if (answer === "S" || answer === "N") {
+        if (chunk.length > 1) socket.unshift(chunk.subarray(1));
+        resolve(answer);
+      } else if (answer === "E") {
+        // Pre-7.0-style servers and some poolers answer with an error: libpq treats it as "no SSL".
+        socket.unshift(chunk);
+        resolve("N");
+      } else {
+        reject(new ConnectionError(`${connectionFailedPrefix(target)}: received invalid response to SSL negotiation: ${answer}`));
+      }
+    };
+    const onError = (error: Error) => {
+      cleanup();
+      reject(new ConnectionError(`${connectionFailedPrefix(target)}: ${error.message}`, { cause: error }));
+    };
+    const onClose = () => {
+      cleanup();
+      reject(new ConnectionError(`${connectionFailedPrefix(target)}: server closed the connection unexpectedly`));
+    };
+    socket.on("data", onData);
+    socket.on("error", onError);
+    socket.on("close", onClose);
+    socket.write(sslRequest());
+  });
+}
+
+/** The TLS verification a given sslmode asks for, with libpq's root-certificate rules. */
+function tlsOptionsFor(settings: ConnectionSettings, mode: SslMode, target: HostTarget): tls.ConnectionOptions {
+  const options: tls.ConnectionOptions = {};
+  const verify = mode === "verify-ca" || mode === "verify-full";
+  if (verify) {
+    const root = settings.sslrootcert;
+    if (root === "system") {
+      // Node's bundled and system CAs: leave `ca` unset.
+    } else if (root !== undefined && existsSync(root)) {
+      options.ca = readFileSync(root);
+    } else {
+      throw new ConnectionError(
+        `${connectionFailedPrefix(target)}: root certificate file "${root ?? "~/.postgresql/root.crt"}" does not exist\n` +
+          "Either provide the file, use the system's trusted roots with sslrootcert=system, or change sslmode to disable server certificate verification.",
+      );
+    }
+  }
+  options.rejectUnauthorized = verify;
+  // Host name checks only for verify-full, against the host name (not hostaddr), like libpq.
+  options.checkServerIdentity =
+    mode === "verify-full" ? (_host, cert) => tls.checkServerIdentity(target.host, cert) : () => undefined;
+  if (settings.sslcert !== undefined && existsSync(settings.sslcert)) {
+    options.cert = readFileSync(settings.sslcert);
+    if (settings.sslkey !== undefined) options.key = readFileSync(settings.sslkey);
+  }
+  if (settings.sslsni && net.isIP(target.host) === 0) options.servername = target.host;
+  return options;
+}
+
+/**
+ * Connects to one target and negotiates TLS as `sslmode` says. Returns a transport ready for the
+ * startup packet. `useTls` forces the decision for the second attempt of allow/prefer.
+ */
+export async function openTransport(
+  settings: ConnectionSettings,
+  target: HostTarget,
+  useTls: boolean,
+): Promise<Transport> {
+  const socket = await openSocket(target, settings.connectTimeoutMs);
+  if (!useTls || target.socketPath !== undefined) return { socket, target };
+  const mode = effectiveSslMode(settings);
+  try {
+    const answer = await readSslResponse(socket, target);
+    if (answer === "N") {
+      if (mode === "require" || mode === "verify-ca" || mode === "verify-full") {
+        throw new ConnectionError(`${connectionFailedPrefix(target)}: server does not support SSL, but SSL was required`);
+      }
+      socket.resume();
+      return { socket, target };
+    }
+    const secure = await upgradeToTls(socket, tlsOptionsFor(settings, mode, target), target);
+    return { socket: secure, target, peerCertificateDer: secure.getPeerCertificate().raw };
+  } catch (error) {
+    socket.destroy();
+    throw error;
+  }
+}
+
+function upgradeToTls(socket: net.Socket, options: tls.ConnectionOptions, target: HostTarget): Promise<tls.TLSSocket> {
+  return new Promise((resolve, reject) => {
+    const secure = tls.connect({ ...options, socket });
+    const onError = (error: Error) => {
+      secure.destroy();
+      reject(new ConnectionError(`${connectionFailedPrefix(target)}: SSL error: ${tlsErrorText(error)}`, { cause: error }));
+    };
+    secure.once("error", onError);
+    secure.once("secureConnect", () => {
+      secure.off("error", onError);
+      resolve(secure);
+    });
+  });
+}
+
+function tlsErrorText(error: Error): string {
+  const code = (error as NodeJS.ErrnoException).code;
+  if (code === "ERR_TLS_CERT_ALTNAME_INVALID") return `server certificate does not match host name: ${error.message}`;
+  if (code === "UNABLE_TO_VERIFY_LEAF_SIGNATURE" || code === "SELF_SIGNED_CERT_IN_CHAIN" || code === "DEPTH_ZERO_SELF_SIGNED_CERT") {
+    return `certificate verify failed: ${error.message}`;
+  }
+  return error.message;
+}
+
+export { describeTarget };
