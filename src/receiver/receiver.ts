@@ -25,10 +25,9 @@ import {
 import { PRIMARY_KEEPALIVE, parsePrimaryKeepalive, parseXLogData, XLOG_DATA } from "../protocol/replication.js";
 import { findStreamingStart } from "../wal/archive-scan.js";
 import type { CompressionSpec } from "../wal/compression.js";
-import { createWalStorage } from "../wal/create-storage.js";
 import { walFileName } from "../wal/names.js";
 import { readSystemIdentifier } from "../wal/page-header.js";
-import type { SegmentFile, WalStorage } from "../wal/storage.js";
+import { createWalStorage, type SegmentFile, type WalStorage } from "../wal/storage.js";
 import { Backoff } from "./backoff.js";
 import { FeedbackPolicy } from "./feedback.js";
 import type { ReceiverLogger } from "./logger.js";

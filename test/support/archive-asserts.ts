@@ -1,0 +1,88 @@
+/**
+ * "Nothing lost" checks shared by receiver tests: every completed segment in an archive equals the
+ * server's own file, the partial segment holds the server's bytes up to a position, and the
+ * archive has no gap between its first and last segment.
+ */
+import assert from "node:assert/strict";
+import { readdir, readFile } from "node:fs/promises";
+import { join } from "node:path";
+import type { Readable } from "node:stream";
+import type { Lsn } from "../../src/lsn.js";
+import { openDecompressed } from "../../src/wal/compression.js";
+import { parseArchiveFileName, parseWalFileName } from "../../src/wal/names.js";
+import type { PgCluster } from "./cluster.js";
+
+export async function readAll(stream: Readable): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks);
+}
+
+/** Decompressed content of an archive file (plain, .gz, .lz4, partial or not). */
+export async function archiveFileContent(path: string): Promise<Buffer> {
+  return readAll(await openDecompressed(path));
+}
+
+export interface ArchiveSummary {
+  complete: string[];
+  partial: string[];
+  history: string[];
+}
+
+export async function listArchive(directory: string): Promise<ArchiveSummary> {
+  const summary: ArchiveSummary = { complete: [], partial: [], history: [] };
+  for (const name of (await readdir(directory)).sort()) {
+    if (/^[0-9A-F]{8}\.history$/.test(name)) {
+      summary.history.push(name);
+      continue;
+    }
+    const parsed = parseArchiveFileName(name);
+    assert.ok(parsed, `unexpected file in archive: ${name}`);
+    (parsed.partial ? summary.partial : summary.complete).push(name);
+  }
+  return summary;
+}
+
+/**
+ * Asserts every complete segment equals `server`'s file in pg_wal (decompressed), that complete
+ * segments of each timeline are contiguous, and returns the archive listing.
+ */
+export async function assertCompleteSegmentsMatchServer(directory: string, server: PgCluster): Promise<ArchiveSummary> {
+  const summary = await listArchive(directory);
+  const segNosByTimeline = new Map<number, bigint[]>();
+  for (const name of summary.complete) {
+    const walName = parseArchiveFileName(name)!.walFileName;
+    const ours = await archiveFileContent(join(directory, name));
+    const theirs = await readFile(server.walPath(walName));
+    assert.equal(ours.length, server.walSegmentSize, `${name}: size`);
+    assert.ok(ours.equals(theirs), `${name} differs from the server's ${walName}`);
+    const { timeline, segNo } = parseWalFileName(walName, server.walSegmentSize)!;
+    segNosByTimeline.set(timeline, [...(segNosByTimeline.get(timeline) ?? []), segNo]);
+  }
+  for (const [timeline, segNos] of segNosByTimeline) {
+    segNos.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+    for (let i = 1; i < segNos.length; i++) {
+      assert.equal(segNos[i], segNos[i - 1]! + 1n, `gap in timeline ${timeline} after segment ${segNos[i - 1]}`);
+    }
+  }
+  return summary;
+}
+
+/** Asserts the partial file holds exactly the server's bytes of that segment up to `upTo` (a segment offset). */
+export async function assertPartialMatchesServer(
+  directory: string,
+  partialName: string,
+  server: PgCluster,
+  upTo: number,
+): Promise<void> {
+  const walName = parseArchiveFileName(partialName)!.walFileName;
+  const ours = await archiveFileContent(join(directory, partialName));
+  const theirs = await readFile(server.walPath(walName));
+  assert.ok(ours.length >= upTo, `${partialName} holds ${ours.length} bytes, expected at least ${upTo}`);
+  assert.ok(ours.subarray(0, upTo).equals(theirs.subarray(0, upTo)), `${partialName} differs from the server's ${walName}`);
+}
+
+/** Segment offset of `lsn`. */
+export function offsetIn(lsn: Lsn, segmentSize: number): number {
+  return Number(lsn % BigInt(segmentSize));
+}

@@ -1,0 +1,48 @@
+/**
+ * Runs a WalReceiver in its own process so tests can kill -9 it. Options come as JSON in argv[2];
+ * every event is printed as one JSON line on stdout (bigints as strings).
+ */
+import { resolveConnectionSettings } from "../../src/connection/conninfo.js";
+import { WalReceiver } from "../../src/receiver/receiver.js";
+import { silentLogger } from "../../src/receiver/logger.js";
+
+interface ChildOptions {
+  host: string;
+  port: number;
+  user: string;
+  directory: string;
+  slot?: string;
+  synchronous?: boolean;
+  statusIntervalSeconds?: number;
+}
+
+const options = JSON.parse(process.argv[2] ?? "{}") as ChildOptions;
+const receiver = new WalReceiver({
+  connection: resolveConnectionSettings({
+    overrides: { host: options.host, port: String(options.port), user: options.user, sslmode: "disable" },
+    forced: { replication: "true" },
+    env: {},
+  }),
+  directory: options.directory,
+  slot: options.slot,
+  synchronous: options.synchronous,
+  statusIntervalSeconds: options.statusIntervalSeconds ?? 1,
+  logger: silentLogger,
+  reconnectDelayMs: { initial: 200, max: 1000 },
+});
+const print = (event: string, data: object) =>
+  process.stdout.write(`${JSON.stringify({ event, ...data }, (_k, v) => (typeof v === "bigint" ? v.toString() : v))}\n`);
+for (const event of ["streaming", "segment", "flushed", "timeline", "disconnected"] as const) {
+  receiver.on(event, (data: object) => print(event, data));
+}
+process.on("SIGTERM", () => receiver.stop());
+receiver.run().then(
+  (exit) => {
+    print("exit", exit);
+    process.exit(0);
+  },
+  (error: Error) => {
+    print("error", { message: error.message });
+    process.exit(1);
+  },
+);
