@@ -1,5 +1,5 @@
 import { ProtocolError, ServerError } from "../errors.js";
-import { type Lsn, formatLsn, tryParseLsn } from "../lsn.js";
+import { formatLsn, type Lsn, tryParseLsn } from "../lsn.js";
 import type { PgConnection, QueryResult } from "./connection.js";
 
 /**
@@ -24,7 +24,7 @@ export function quoteIdentifier(name: string): string {
 
 function singleRow(results: QueryResult[], command: string, columns: number): (string | null)[] {
   const result = results.find((r) => r.fields.length > 0);
-  if (!result || result.rows.length !== 1 || result.fields.length < columns) {
+  if (result?.rows.length !== 1 || result.fields.length < columns) {
     throw new ProtocolError(
       `could not ${command}: got ${result?.rows.length ?? 0} rows and ${result?.fields.length ?? 0} fields, expected 1 rows and ${columns} or more fields`,
     );
@@ -46,7 +46,8 @@ function intField(value: string | null, what: string): number {
 
 export async function identifySystem(conn: PgConnection): Promise<SystemIdentity> {
   const row = singleRow(await conn.query("IDENTIFY_SYSTEM"), "identify system", 3);
-  if (row[0] === null || !/^\d+$/.test(row[0])) throw new ProtocolError(`could not parse system identifier "${row[0]}"`);
+  if (row[0] === null || !/^\d+$/.test(row[0]))
+    throw new ProtocolError(`could not parse system identifier "${row[0]}"`);
   return {
     systemId: BigInt(row[0]),
     timeline: intField(row[1] ?? null, "timeline"),
@@ -79,8 +80,15 @@ export interface ReplicationSlotInfo {
  * READ_REPLICATION_SLOT (PostgreSQL 15+). Returns undefined when the slot does not exist (the
  * server then answers a row of NULLs).
  */
-export async function readReplicationSlot(conn: PgConnection, slot: string): Promise<ReplicationSlotInfo | undefined> {
-  const row = singleRow(await conn.query(`READ_REPLICATION_SLOT ${quoteIdentifier(slot)}`), "read replication slot", 3);
+export async function readReplicationSlot(
+  conn: PgConnection,
+  slot: string,
+): Promise<ReplicationSlotInfo | undefined> {
+  const row = singleRow(
+    await conn.query(`READ_REPLICATION_SLOT ${quoteIdentifier(slot)}`),
+    "read replication slot",
+    3,
+  );
   if (row[0] === null) return undefined;
   if (row[0] !== "physical" && row[0] !== "logical") throw new ProtocolError(`unknown slot type "${row[0]}"`);
   return {
@@ -101,7 +109,11 @@ export interface CreateSlotOptions {
 const DUPLICATE_OBJECT = "42710";
 
 /** Creates a physical slot with the syntax the server speaks (options list from 15). Returns false if it already existed. */
-export async function createPhysicalSlot(conn: PgConnection, slot: string, options: CreateSlotOptions = {}): Promise<boolean> {
+export async function createPhysicalSlot(
+  conn: PgConnection,
+  slot: string,
+  options: CreateSlotOptions = {},
+): Promise<boolean> {
   let sql = `CREATE_REPLICATION_SLOT ${quoteIdentifier(slot)} PHYSICAL`;
   if (options.reserveWal) sql += conn.serverVersionNum >= 150000 ? " (RESERVE_WAL)" : " RESERVE_WAL";
   try {
@@ -114,7 +126,11 @@ export async function createPhysicalSlot(conn: PgConnection, slot: string, optio
 }
 
 /** Drops a slot; `wait` waits for an active walsender to release it instead of failing. */
-export async function dropSlot(conn: PgConnection, slot: string, options: { wait?: boolean } = {}): Promise<void> {
+export async function dropSlot(
+  conn: PgConnection,
+  slot: string,
+  options: { wait?: boolean } = {},
+): Promise<void> {
   await conn.query(`DROP_REPLICATION_SLOT ${quoteIdentifier(slot)}${options.wait ? " WAIT" : ""}`);
 }
 
@@ -138,7 +154,9 @@ export interface StartReplicationOptions {
 /** START_REPLICATION [SLOT s] PHYSICAL X/Y TIMELINE n; the connection is in CopyBoth mode after it. */
 export async function startReplication(conn: PgConnection, options: StartReplicationOptions): Promise<void> {
   const slot = options.slot !== undefined ? `SLOT ${quoteIdentifier(options.slot)} ` : "";
-  await conn.startCopyBoth(`START_REPLICATION ${slot}PHYSICAL ${formatLsn(options.start)} TIMELINE ${options.timeline}`);
+  await conn.startCopyBoth(
+    `START_REPLICATION ${slot}PHYSICAL ${formatLsn(options.start)} TIMELINE ${options.timeline}`,
+  );
 }
 
 /** What ended a replication stream. */

@@ -23,9 +23,14 @@ import {
   terminateMessage,
 } from "../protocol/frontend.js";
 import { Backend, backendMessageName } from "../protocol/message-types.js";
-import { md5PasswordResponse } from "./auth/md5.js";
-import { chooseScramMechanism, ScramSha256Client } from "./auth/scram.js";
 import { tlsServerEndPointHash } from "./auth/channel-binding.js";
+import { md5PasswordResponse } from "./auth/md5.js";
+import {
+  type ChannelBinding,
+  checkChannelBindingRequirement,
+  chooseScramMechanism,
+  ScramSha256Client,
+} from "./auth/scram.js";
 import type { ConnectionSettings, HostTarget } from "./conninfo.js";
 import { effectiveSslMode } from "./conninfo.js";
 import { MessageQueue } from "./message-queue.js";
@@ -136,7 +141,14 @@ export class PgConnection {
     const mode = effectiveSslMode(settings);
     // libpq's second chance: "allow" tries plain then TLS, "prefer" TLS then plain, when the
     // server refuses the first (e.g. a hostssl-only or hostnossl-only pg_hba line).
-    const attempts = mode === "disable" ? [false] : mode === "allow" ? [false, true] : mode === "prefer" ? [true, false] : [true];
+    const attempts =
+      mode === "disable"
+        ? [false]
+        : mode === "allow"
+          ? [false, true]
+          : mode === "prefer"
+            ? [true, false]
+            : [true];
     let lastError: unknown;
     for (const useTls of attempts) {
       let connection: PgConnection | undefined;
@@ -183,7 +195,14 @@ export class PgConnection {
 
   private onTransportError(error: Error): void {
     this.closed = true;
-    this.queue.fail(error instanceof PgwalError ? error : new ConnectionError(`${connectionFailedPrefix(this.target).replace(/ failed$/, "")}: ${error.message}`, { cause: error }));
+    this.queue.fail(
+      error instanceof PgwalError
+        ? error
+        : new ConnectionError(
+            `${connectionFailedPrefix(this.target).replace(/ failed$/, "")}: ${error.message}`,
+            { cause: error },
+          ),
+    );
   }
 
   private write(bytes: Buffer): void {
@@ -248,40 +267,38 @@ export class PgConnection {
       if (type === Backend.ErrorResponse) throw this.serverError(body);
       if (type !== Backend.Authentication) throw unexpected(type, "authentication");
       const request = parseAuthentication(body);
+      const kind = request.kind === "ok" ? "ok" : request.kind.startsWith("sasl") ? "sasl" : "other";
+      this.withTargetPrefix(() => checkChannelBindingRequirement(bindingMode, kind, scram));
       switch (request.kind) {
         case "ok":
-          if (bindingMode === "require" && (scram === undefined || scram.mechanism !== "SCRAM-SHA-256-PLUS")) {
-            throw new AuthenticationError(
-              `${connectionFailedPrefix(this.target)}: channel binding required, but server authenticated client without channel binding`,
-            );
-          }
           return;
         case "cleartext-password":
-          this.refuseWithoutBinding("password");
           this.write(passwordMessage(await this.password()));
           break;
         case "md5-password":
-          this.refuseWithoutBinding("md5");
-          this.write(passwordMessage(md5PasswordResponse(this.settings.user, await this.password(), request.salt)));
+          this.write(
+            passwordMessage(md5PasswordResponse(this.settings.user, await this.password(), request.salt)),
+          );
           break;
         case "sasl": {
-          const der = this.transport.peerCertificateDer;
-          const binding = der ? { type: "tls-server-end-point" as const, data: tlsServerEndPointHash(der) } : undefined;
-          const choice = chooseScramMechanism(request.mechanisms, bindingMode, binding);
+          const binding = this.channelBindingData();
+          const choice = this.withTargetPrefix(() =>
+            chooseScramMechanism(request.mechanisms, bindingMode, binding),
+          );
           scram = new ScramSha256Client(await this.password(), {
             channelBinding: choice.useBinding ? binding : undefined,
-            clientSupportsBinding: binding !== undefined && bindingMode !== "disable",
+            clientSupportsBinding: choice.clientSupportsBinding,
           });
           this.write(saslInitialResponse(scram.mechanism, scram.clientFirstMessage()));
           break;
         }
         case "sasl-continue":
           if (!scram) throw new ProtocolError("server sent SASLContinue before SASL was started");
-          this.write(saslResponse(scram.handleServerFirst(request.data)));
+          this.write(saslResponse(this.withTargetPrefix(() => scram!.handleServerFirst(request.data))));
           break;
         case "sasl-final":
           if (!scram) throw new ProtocolError("server sent SASLFinal before SASL was started");
-          scram.verifyServerFinal(request.data);
+          this.withTargetPrefix(() => scram!.verifyServerFinal(request.data));
           break;
         case "unsupported":
           throw new AuthenticationError(
@@ -291,12 +308,35 @@ export class PgConnection {
     }
   }
 
-  private refuseWithoutBinding(method: string): void {
-    if (this.settings.channelBinding === "require") {
-      throw new AuthenticationError(
-        `${connectionFailedPrefix(this.target)}: channel binding required, but server authenticated client without channel binding (method ${method})`,
-      );
+  /**
+   * tls-server-end-point data for SCRAM-SHA-256-PLUS. A certificate whose signature hash cannot be
+   * mapped (e.g. Ed25519) only rules out binding; it is fatal only when binding is required.
+   */
+  private channelBindingData(): ChannelBinding | undefined {
+    const der = this.transport.peerCertificateDer;
+    if (der === undefined || this.settings.channelBinding === "disable") return undefined;
+    try {
+      return { type: "tls-server-end-point", data: tlsServerEndPointHash(der) };
+    } catch (error) {
+      if (this.settings.channelBinding === "require") throw this.prefixed(error);
+      return undefined;
     }
+  }
+
+  /** Authentication errors raised by the SCRAM code get libpq's "connection to server … failed:" prefix. */
+  private withTargetPrefix<T>(action: () => T): T {
+    try {
+      return action();
+    } catch (error) {
+      throw this.prefixed(error);
+    }
+  }
+
+  private prefixed(error: unknown): unknown {
+    if (error instanceof AuthenticationError && !error.message.startsWith("connection to server")) {
+      error.message = `${connectionFailedPrefix(this.target)}: ${error.message}`;
+    }
+    return error;
   }
 
   /**
@@ -355,7 +395,8 @@ export class PgConnection {
   async startCopyBoth(sql: string): Promise<void> {
     this.write(queryMessage(sql));
     await this.readResults("copy");
-    if (!this.inCopy) throw new ProtocolError(`server did not start streaming in response to ${sql.split(" ")[0]}`);
+    if (!this.inCopy)
+      throw new ProtocolError(`server did not start streaming in response to ${sql.split(" ")[0]}`);
   }
 
   /**

@@ -28,7 +28,11 @@ export function openSocket(target: HostTarget, timeoutMs: number | undefined): P
     const fail = (error: Error) => {
       if (timer) clearTimeout(timer);
       socket.destroy();
-      reject(new ConnectionError(`${connectionFailedPrefix(target)}: ${socketErrorText(error, target)}`, { cause: error }));
+      reject(
+        new ConnectionError(`${connectionFailedPrefix(target)}: ${socketErrorText(error, target)}`, {
+          cause: error,
+        }),
+      );
     };
     if (timeoutMs) {
       timer = setTimeout(() => fail(new Error("timeout expired")), timeoutMs);
@@ -83,7 +87,11 @@ function readSslResponse(socket: net.Socket, target: HostTarget): Promise<"S" | 
       socket.pause();
       const answer = String.fromCharCode(chunk[0]!);
       if (answer === "S" && chunk.length > 1) {
-        reject(new ConnectionError(`${connectionFailedPrefix(target)}: received unencrypted data after SSL response`));
+        reject(
+          new ConnectionError(
+            `${connectionFailedPrefix(target)}: received unencrypted data after SSL response`,
+          ),
+        );
       } else if (answer === "S" || answer === "N") {
         if (chunk.length > 1) socket.unshift(chunk.subarray(1));
         resolve(answer);
@@ -92,7 +100,11 @@ function readSslResponse(socket: net.Socket, target: HostTarget): Promise<"S" | 
         socket.unshift(chunk);
         resolve("N");
       } else {
-        reject(new ConnectionError(`${connectionFailedPrefix(target)}: received invalid response to SSL negotiation: ${answer}`));
+        reject(
+          new ConnectionError(
+            `${connectionFailedPrefix(target)}: received invalid response to SSL negotiation: ${answer}`,
+          ),
+        );
       }
     };
     const onError = (error: Error) => {
@@ -101,7 +113,9 @@ function readSslResponse(socket: net.Socket, target: HostTarget): Promise<"S" | 
     };
     const onClose = () => {
       cleanup();
-      reject(new ConnectionError(`${connectionFailedPrefix(target)}: server closed the connection unexpectedly`));
+      reject(
+        new ConnectionError(`${connectionFailedPrefix(target)}: server closed the connection unexpectedly`),
+      );
     };
     socket.on("data", onData);
     socket.on("error", onError);
@@ -111,7 +125,11 @@ function readSslResponse(socket: net.Socket, target: HostTarget): Promise<"S" | 
 }
 
 /** The TLS verification a given sslmode asks for, with libpq's root-certificate rules. */
-function tlsOptionsFor(settings: ConnectionSettings, mode: SslMode, target: HostTarget): tls.ConnectionOptions {
+function tlsOptionsFor(
+  settings: ConnectionSettings,
+  mode: SslMode,
+  target: HostTarget,
+): tls.ConnectionOptions {
   const options: tls.ConnectionOptions = {};
   const verify = mode === "verify-ca" || mode === "verify-full";
   if (verify) {
@@ -155,7 +173,9 @@ export async function openTransport(
     const answer = await readSslResponse(socket, target);
     if (answer === "N") {
       if (mode === "require" || mode === "verify-ca" || mode === "verify-full") {
-        throw new ConnectionError(`${connectionFailedPrefix(target)}: server does not support SSL, but SSL was required`);
+        throw new ConnectionError(
+          `${connectionFailedPrefix(target)}: server does not support SSL, but SSL was required`,
+        );
       }
       socket.resume();
       return { socket, target };
@@ -168,12 +188,20 @@ export async function openTransport(
   }
 }
 
-function upgradeToTls(socket: net.Socket, options: tls.ConnectionOptions, target: HostTarget): Promise<tls.TLSSocket> {
+function upgradeToTls(
+  socket: net.Socket,
+  options: tls.ConnectionOptions,
+  target: HostTarget,
+): Promise<tls.TLSSocket> {
   return new Promise((resolve, reject) => {
     const secure = tls.connect({ ...options, socket });
     const onError = (error: Error) => {
       secure.destroy();
-      reject(new ConnectionError(`${connectionFailedPrefix(target)}: SSL error: ${tlsErrorText(error)}`, { cause: error }));
+      reject(
+        new ConnectionError(`${connectionFailedPrefix(target)}: SSL error: ${tlsErrorText(error)}`, {
+          cause: error,
+        }),
+      );
     };
     secure.once("error", onError);
     secure.once("secureConnect", () => {
@@ -185,8 +213,13 @@ function upgradeToTls(socket: net.Socket, options: tls.ConnectionOptions, target
 
 function tlsErrorText(error: Error): string {
   const code = (error as NodeJS.ErrnoException).code;
-  if (code === "ERR_TLS_CERT_ALTNAME_INVALID") return `server certificate does not match host name: ${error.message}`;
-  if (code === "UNABLE_TO_VERIFY_LEAF_SIGNATURE" || code === "SELF_SIGNED_CERT_IN_CHAIN" || code === "DEPTH_ZERO_SELF_SIGNED_CERT") {
+  if (code === "ERR_TLS_CERT_ALTNAME_INVALID")
+    return `server certificate does not match host name: ${error.message}`;
+  if (
+    code === "UNABLE_TO_VERIFY_LEAF_SIGNATURE" ||
+    code === "SELF_SIGNED_CERT_IN_CHAIN" ||
+    code === "DEPTH_ZERO_SELF_SIGNED_CERT"
+  ) {
     return `certificate verify failed: ${error.message}`;
   }
   return error.message;

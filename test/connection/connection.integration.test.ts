@@ -16,7 +16,13 @@ import { type ConnParams, resolveConnectionSettings } from "../../src/connection
 import { AuthenticationError, ConnectionError, ServerError } from "../../src/errors.js";
 import { parseLsn, segmentStartOf } from "../../src/lsn.js";
 import { parseXLogData, XLOG_DATA } from "../../src/protocol/replication.js";
-import { clientKeyPath, type PgCluster, startSharedCluster, TEST_USERS, TLS_FIXTURES } from "../support/cluster.js";
+import {
+  clientKeyPath,
+  type PgCluster,
+  startSharedCluster,
+  TEST_USERS,
+  TLS_FIXTURES,
+} from "../support/cluster.js";
 
 let cluster: PgCluster;
 
@@ -27,7 +33,12 @@ before(async () => {
 /** Settings for a physical replication connection to the shared cluster, plus `extra` keywords. */
 function settings(extra: ConnParams) {
   return resolveConnectionSettings({
-    overrides: { host: "127.0.0.1", port: String(cluster.port), sslrootcert: "/nonexistent/root.crt", ...extra },
+    overrides: {
+      host: "127.0.0.1",
+      port: String(cluster.port),
+      sslrootcert: "/nonexistent/root.crt",
+      ...extra,
+    },
     forced: { replication: "true" },
     env: {},
     homeDir: "/nonexistent",
@@ -55,10 +66,18 @@ describe("authentication methods", () => {
     assertConnects({ user: TEST_USERS.password.name, password: TEST_USERS.password.password }));
   test("md5", () => assertConnects({ user: TEST_USERS.md5.name, password: TEST_USERS.md5.password }));
   test("scram-sha-256 without TLS", () =>
-    assertConnects({ user: TEST_USERS.scram.name, password: TEST_USERS.scram.password, sslmode: "disable" }, false));
+    assertConnects(
+      { user: TEST_USERS.scram.name, password: TEST_USERS.scram.password, sslmode: "disable" },
+      false,
+    ));
   test("scram-sha-256-plus with channel_binding=require over TLS", () =>
     assertConnects(
-      { user: TEST_USERS.scram.name, password: TEST_USERS.scram.password, sslmode: "require", channel_binding: "require" },
+      {
+        user: TEST_USERS.scram.name,
+        password: TEST_USERS.scram.password,
+        sslmode: "require",
+        channel_binding: "require",
+      },
       true,
     ));
   test("client certificate", async () =>
@@ -76,7 +95,9 @@ describe("authentication methods", () => {
     ));
 
   test("wrong password fails with the server's message and SQLSTATE 28P01", async () => {
-    const error = await connect({ user: TEST_USERS.scram.name, password: "wrong-password-xyz" }).catch((e: unknown) => e);
+    const error = await connect({ user: TEST_USERS.scram.name, password: "wrong-password-xyz" }).catch(
+      (e: unknown) => e,
+    );
     assert.ok(error instanceof ServerError, String(error));
     assert.equal(error.code, "28P01");
     assert.match(error.message, /password authentication failed for user "repl_scram"/);
@@ -85,22 +106,30 @@ describe("authentication methods", () => {
   });
 
   test("a needed password that is missing is a clear authentication error", async () => {
-    const error = await connect({ user: TEST_USERS.md5.name, passfile: "/nonexistent/pgpass" }).catch((e: unknown) => e);
+    const error = await connect({ user: TEST_USERS.md5.name, passfile: "/nonexistent/pgpass" }).catch(
+      (e: unknown) => e,
+    );
     assert.ok(error instanceof AuthenticationError, String(error));
     assert.match(error.message, /no password supplied/);
   });
 
   test("a user without REPLICATION is refused with a clear message", async () => {
-    const error = await connect({ user: TEST_USERS.noReplication.name, password: TEST_USERS.noReplication.password }).catch(
-      (e: unknown) => e,
-    );
+    const error = await connect({
+      user: TEST_USERS.noReplication.name,
+      password: TEST_USERS.noReplication.password,
+    }).catch((e: unknown) => e);
     assert.ok(error instanceof ServerError, String(error));
     assert.equal(error.code, "42501");
-    assert.match(error.message, /permission denied to start WAL sender|must be superuser or replication role/);
+    assert.match(
+      error.message,
+      /permission denied to start WAL sender|must be superuser or replication role/,
+    );
   });
 
   test("no pg_hba.conf replication line", async () => {
-    const error = await connect({ user: TEST_USERS.noHba.name, password: TEST_USERS.noHba.password }).catch((e: unknown) => e);
+    const error = await connect({ user: TEST_USERS.noHba.name, password: TEST_USERS.noHba.password }).catch(
+      (e: unknown) => e,
+    );
     assert.ok(error instanceof ServerError, String(error));
     assert.equal(error.code, "28000");
     assert.match(error.message, /no pg_hba\.conf entry for replication connection/);
@@ -125,21 +154,31 @@ describe("sslmode", () => {
   test("verify-ca accepts the test CA", () =>
     assertConnects({ ...scram, sslmode: "verify-ca", sslrootcert: TLS_FIXTURES.caCert }, true));
   test("verify-ca refuses a certificate from another CA", async () => {
-    const error = await connect({ ...scram, sslmode: "verify-ca", sslrootcert: TLS_FIXTURES.otherCaCert }).catch(
-      (e: unknown) => e,
-    );
+    const error = await connect({
+      ...scram,
+      sslmode: "verify-ca",
+      sslrootcert: TLS_FIXTURES.otherCaCert,
+    }).catch((e: unknown) => e);
     assert.ok(error instanceof ConnectionError, String(error));
     assert.match(error.message, /SSL error/);
   });
   test("require with a root certificate behaves as verify-ca", async () => {
-    const error = await connect({ ...scram, sslmode: "require", sslrootcert: TLS_FIXTURES.otherCaCert }).catch(
-      (e: unknown) => e,
-    );
+    const error = await connect({
+      ...scram,
+      sslmode: "require",
+      sslrootcert: TLS_FIXTURES.otherCaCert,
+    }).catch((e: unknown) => e);
     assert.ok(error instanceof ConnectionError, String(error));
   });
   test("verify-full accepts the certificate's host name", () =>
     assertConnects(
-      { ...scram, sslmode: "verify-full", host: "localhost", hostaddr: "127.0.0.1", sslrootcert: TLS_FIXTURES.caCert },
+      {
+        ...scram,
+        sslmode: "verify-full",
+        host: "localhost",
+        hostaddr: "127.0.0.1",
+        sslrootcert: TLS_FIXTURES.caCert,
+      },
       true,
     ));
   test("verify-full refuses a wrong host name", async () => {
@@ -155,14 +194,18 @@ describe("sslmode", () => {
     assert.match(error.message, /root certificate file .* does not exist/);
   });
   test("channel_binding=require refuses a connection without TLS", async () => {
-    const error = await connect({ ...scram, sslmode: "disable", channel_binding: "require" }).catch((e: unknown) => e);
+    const error = await connect({ ...scram, sslmode: "disable", channel_binding: "require" }).catch(
+      (e: unknown) => e,
+    );
     assert.ok(error instanceof AuthenticationError, String(error));
     assert.match(error.message, /channel binding/);
   });
   test("channel_binding=require refuses trust authentication", async () => {
-    const error = await connect({ user: TEST_USERS.trust.name, sslmode: "require", channel_binding: "require" }).catch(
-      (e: unknown) => e,
-    );
+    const error = await connect({
+      user: TEST_USERS.trust.name,
+      sslmode: "require",
+      channel_binding: "require",
+    }).catch((e: unknown) => e);
     assert.ok(error instanceof AuthenticationError, String(error));
   });
 });
@@ -171,7 +214,12 @@ describe("several hosts", () => {
   test("the first host that answers is used, after one that refuses", async () => {
     const conn = await PgConnection.connect(
       resolveConnectionSettings({
-        overrides: { host: "127.0.0.1,127.0.0.1", port: `1,${cluster.port}`, user: TEST_USERS.trust.name, sslmode: "disable" },
+        overrides: {
+          host: "127.0.0.1,127.0.0.1",
+          port: `1,${cluster.port}`,
+          user: TEST_USERS.trust.name,
+          sslmode: "disable",
+        },
         forced: { replication: "true" },
         env: {},
       }),
@@ -182,7 +230,12 @@ describe("several hosts", () => {
   test("every failure is reported when none answers", async () => {
     const error = await PgConnection.connect(
       resolveConnectionSettings({
-        overrides: { host: "127.0.0.1,127.0.0.1", port: "1,2", user: TEST_USERS.trust.name, sslmode: "disable" },
+        overrides: {
+          host: "127.0.0.1,127.0.0.1",
+          port: "1,2",
+          user: TEST_USERS.trust.name,
+          sslmode: "disable",
+        },
         forced: { replication: "true" },
         env: {},
       }),
@@ -202,7 +255,21 @@ describe("replication commands", () => {
     await conn.close();
     const psqlOut = execFileSync(
       join(cluster.binDir, "psql"),
-      ["-XAtq", "-F", ",", "-h", "127.0.0.1", "-p", String(cluster.port), "-U", TEST_USERS.trust.name, "-d", "replication=true", "-c", "IDENTIFY_SYSTEM"],
+      [
+        "-XAtq",
+        "-F",
+        ",",
+        "-h",
+        "127.0.0.1",
+        "-p",
+        String(cluster.port),
+        "-U",
+        TEST_USERS.trust.name,
+        "-d",
+        "replication=true",
+        "-c",
+        "IDENTIFY_SYSTEM",
+      ],
       { encoding: "utf8", env: { PATH: process.env.PATH, PGSSLMODE: "disable" } },
     ).trim();
     const [systemId, timeline] = psqlOut.split(",");
@@ -215,7 +282,10 @@ describe("replication commands", () => {
     try {
       assert.equal(await createPhysicalSlot(conn, "t_plain"), true);
       assert.equal(await createPhysicalSlot(conn, "t_plain", { ifNotExists: true }), false);
-      await assert.rejects(createPhysicalSlot(conn, "t_plain"), (e: unknown) => e instanceof ServerError && e.code === "42710");
+      await assert.rejects(
+        createPhysicalSlot(conn, "t_plain"),
+        (e: unknown) => e instanceof ServerError && e.code === "42710",
+      );
       assert.equal(await createPhysicalSlot(conn, "t_reserved", { reserveWal: true }), true);
       if (conn.serverVersionNum >= 150000) {
         const plain = await readReplicationSlot(conn, "t_plain");
@@ -226,12 +296,17 @@ describe("replication commands", () => {
         assert.equal(reserved?.restartTimeline, 1);
         assert.equal(await readReplicationSlot(conn, "t_missing"), undefined);
       }
-      const listed = await cluster.sql("SELECT slot_name || ':' || (restart_lsn IS NOT NULL) FROM pg_replication_slots ORDER BY 1");
+      const listed = await cluster.sql(
+        "SELECT slot_name || ':' || (restart_lsn IS NOT NULL) FROM pg_replication_slots ORDER BY 1",
+      );
       assert.equal(listed, "t_plain:false\nt_reserved:true");
       await dropSlot(conn, "t_plain");
       await dropSlot(conn, "t_reserved", { wait: true });
       assert.equal(await cluster.sql("SELECT count(*) FROM pg_replication_slots"), "0");
-      await assert.rejects(dropSlot(conn, "t_plain"), (e: unknown) => e instanceof ServerError && e.code === "42704");
+      await assert.rejects(
+        dropSlot(conn, "t_plain"),
+        (e: unknown) => e instanceof ServerError && e.code === "42704",
+      );
     } finally {
       await conn.close();
     }
@@ -241,11 +316,17 @@ describe("replication commands", () => {
     const conn = await connect(trust);
     try {
       await createPhysicalSlot(conn, "t_stream", { reserveWal: true });
-      const slotLsn = parseLsn(await cluster.sql("SELECT restart_lsn FROM pg_replication_slots WHERE slot_name = 't_stream'"));
+      const slotLsn = parseLsn(
+        await cluster.sql("SELECT restart_lsn FROM pg_replication_slots WHERE slot_name = 't_stream'"),
+      );
       const segmentSize = cluster.walSegmentSize;
       const start = segmentStartOf(slotLsn, segmentSize);
-      await cluster.sql("CREATE TABLE IF NOT EXISTS stream_t AS SELECT g, repeat('x', 200) AS pad FROM generate_series(1, 20000) g");
-      const segmentName = await cluster.sql(`SELECT pg_walfile_name('${(start >> 32n).toString(16)}/${(start & 0xffffffffn).toString(16)}'::pg_lsn + 1)`);
+      await cluster.sql(
+        "CREATE TABLE IF NOT EXISTS stream_t AS SELECT g, repeat('x', 200) AS pad FROM generate_series(1, 20000) g",
+      );
+      const segmentName = await cluster.sql(
+        `SELECT pg_walfile_name('${(start >> 32n).toString(16)}/${(start & 0xffffffffn).toString(16)}'::pg_lsn + 1)`,
+      );
       await cluster.sql("SELECT pg_switch_wal()");
       await startReplication(conn, { slot: "t_stream", start, timeline: 1 });
       const received = Buffer.alloc(segmentSize);
@@ -280,7 +361,12 @@ describe("TIMELINE_HISTORY", () => {
       await standby.promote();
       const conn = await PgConnection.connect(
         resolveConnectionSettings({
-          overrides: { host: "127.0.0.1", port: String(standby.port), user: TEST_USERS.trust.name, sslmode: "disable" },
+          overrides: {
+            host: "127.0.0.1",
+            port: String(standby.port),
+            user: TEST_USERS.trust.name,
+            sslmode: "disable",
+          },
           forced: { replication: "true" },
           env: {},
         }),
