@@ -5,9 +5,9 @@ import {
   identifySystem,
   parseMemorySetting,
   readReplicationSlot,
+  type StreamEnd,
   showSetting,
   startReplication,
-  type StreamEnd,
   streamEndFromResults,
   timelineHistory,
 } from "../connection/commands.js";
@@ -22,7 +22,12 @@ import {
   segmentOffsetOf,
   segmentStartOf,
 } from "../lsn.js";
-import { PRIMARY_KEEPALIVE, parsePrimaryKeepalive, parseXLogData, XLOG_DATA } from "../protocol/replication.js";
+import {
+  PRIMARY_KEEPALIVE,
+  parsePrimaryKeepalive,
+  parseXLogData,
+  XLOG_DATA,
+} from "../protocol/replication.js";
 import { findStreamingStart } from "../wal/archive-scan.js";
 import type { CompressionSpec } from "../wal/compression.js";
 import { walFileName } from "../wal/names.js";
@@ -66,7 +71,9 @@ export interface SegmentCompletedEvent {
 }
 
 export interface ReceiverEvents {
-  connected: [{ systemId: bigint; timeline: number; serverPosition: Lsn; segmentSize: number; server: string }];
+  connected: [
+    { systemId: bigint; timeline: number; serverPosition: Lsn; segmentSize: number; server: string },
+  ];
   streaming: [{ timeline: number; start: Lsn }];
   segment: [SegmentCompletedEvent];
   history: [{ timeline: number; path: string }];
@@ -249,7 +256,12 @@ export class WalReceiver extends EventEmitter<ReceiverEvents> {
     });
     const server = conn.target.socketPath ?? `${conn.target.host}:${conn.target.port}`;
     this.log.info(
-      { systemId: identity.systemId.toString(), timeline: identity.timeline, lsn: formatLsn(identity.xlogpos), server },
+      {
+        systemId: identity.systemId.toString(),
+        timeline: identity.timeline,
+        lsn: formatLsn(identity.xlogpos),
+        server,
+      },
       `connected to ${server}, server version ${conn.parameters.get("server_version") ?? "?"}`,
     );
     this.emit("connected", {
@@ -260,10 +272,18 @@ export class WalReceiver extends EventEmitter<ReceiverEvents> {
       server,
     });
 
-    let { start, timeline } = await this.chooseStart(conn, identity.systemId, identity.timeline, identity.xlogpos);
+    let { start, timeline } = await this.chooseStart(
+      conn,
+      identity.systemId,
+      identity.timeline,
+      identity.xlogpos,
+    );
     for (;;) {
       if (this.options.endpos !== undefined && start > this.options.endpos) {
-        this.log.info({ lsn: formatLsn(start), endpos: formatLsn(this.options.endpos) }, "start position is past --endpos: nothing to do");
+        this.log.info(
+          { lsn: formatLsn(start), endpos: formatLsn(this.options.endpos) },
+          "start position is past --endpos: nothing to do",
+        );
         return { reason: "endpos" };
       }
       await this.ensureHistoryFile(conn, timeline);
@@ -274,7 +294,9 @@ export class WalReceiver extends EventEmitter<ReceiverEvents> {
       }
       // End of a timeline: the server tells us where the next one starts.
       if (end.timeline <= timeline) {
-        throw new ProtocolError(`server reported unexpected next timeline ${end.timeline}, following timeline ${timeline}`);
+        throw new ProtocolError(
+          `server reported unexpected next timeline ${end.timeline}, following timeline ${timeline}`,
+        );
       }
       if (end.start > this.receivedLsn) {
         throw new ProtocolError(
@@ -333,9 +355,16 @@ export class WalReceiver extends EventEmitter<ReceiverEvents> {
     const slot = this.options.slot;
     if (slot !== undefined && conn.serverVersionNum >= 150000) {
       const info = await readReplicationSlot(conn, slot);
-      if (info === undefined) throw new ServerError({ severity: "ERROR", code: "42704", message: `replication slot "${slot}" does not exist` });
+      if (info === undefined)
+        throw new ServerError({
+          severity: "ERROR",
+          code: "42704",
+          message: `replication slot "${slot}" does not exist`,
+        });
       if (info.slotType !== "physical") {
-        throw new UsageError(`cannot use replication slot "${slot}": physical slot expected, got ${info.slotType}`);
+        throw new UsageError(
+          `cannot use replication slot "${slot}": physical slot expected, got ${info.slotType}`,
+        );
       }
       if (info.restartLsn !== undefined && info.restartTimeline !== undefined) {
         const start = segmentStartOf(info.restartLsn, size);
@@ -347,7 +376,10 @@ export class WalReceiver extends EventEmitter<ReceiverEvents> {
       }
     }
     const start = segmentStartOf(serverPosition, size);
-    this.log.info({ lsn: formatLsn(start), timeline: serverTimeline }, `starting at the server's position ${formatLsn(serverPosition)}`);
+    this.log.info(
+      { lsn: formatLsn(start), timeline: serverTimeline },
+      `starting at the server's position ${formatLsn(serverPosition)}`,
+    );
     return { start, timeline: serverTimeline };
   }
 
@@ -372,7 +404,10 @@ export class WalReceiver extends EventEmitter<ReceiverEvents> {
     this.receivedLsn = this.writtenLsn = this.flushedLsn = start;
     this.exitReason = undefined;
     await startReplication(conn, { slot: this.options.slot, start, timeline });
-    this.log.info({ lsn: formatLsn(start), timeline }, `starting log streaming at ${formatLsn(start)} (timeline ${timeline})`);
+    this.log.info(
+      { lsn: formatLsn(start), timeline },
+      `starting log streaming at ${formatLsn(start)} (timeline ${timeline})`,
+    );
     this.emit("streaming", { timeline, start });
     this.sendFeedback(conn);
     this.startStatusTimer(conn);
@@ -435,7 +470,9 @@ export class WalReceiver extends EventEmitter<ReceiverEvents> {
           if (this.file === undefined) await this.openFile();
           const room = size - (this.file!.offset + this.pendingBytes);
           const take = Math.min(room, data.length - offset);
-          this.pending.push(offset === 0 && take === data.length ? data : data.subarray(offset, offset + take));
+          this.pending.push(
+            offset === 0 && take === data.length ? data : data.subarray(offset, offset + take),
+          );
           this.pendingBytes += take;
           this.receivedLsn += BigInt(take);
           offset += take;
@@ -451,7 +488,8 @@ export class WalReceiver extends EventEmitter<ReceiverEvents> {
     }
     this.lastMessageAt = Date.now();
     await this.writePending();
-    if (this.options.endpos !== undefined && this.writtenLsn >= this.options.endpos) this.exitReason = "endpos";
+    if (this.options.endpos !== undefined && this.writtenLsn >= this.options.endpos)
+      this.exitReason = "endpos";
     return replyRequested;
   }
 
@@ -519,7 +557,10 @@ export class WalReceiver extends EventEmitter<ReceiverEvents> {
     }
     this.file = await this.storage!.openSegment(name, this.segmentSize);
     this.fileStartLsn = this.receivedLsn;
-    this.log.debug({ segment: name, lsn: formatLsn(this.receivedLsn), timeline: this.timeline }, `opened segment ${name}`);
+    this.log.debug(
+      { segment: name, lsn: formatLsn(this.receivedLsn), timeline: this.timeline },
+      `opened segment ${name}`,
+    );
   }
 
   private async writePending(): Promise<void> {

@@ -23,17 +23,29 @@ import { type PgCluster, startSharedCluster, TEST_USERS } from "../support/clust
 let cluster: PgCluster;
 
 before(async () => {
-  cluster = await startSharedCluster({ name: "receiver", walSegmentSizeMb: 1, settings: { wal_keep_size: "256MB" } });
+  cluster = await startSharedCluster({
+    name: "receiver",
+    walSegmentSizeMb: 1,
+    settings: { wal_keep_size: "256MB" },
+  });
 });
 
 async function tempArchive(): Promise<string> {
   return mkdtemp(join(tmpdir(), "pgwal-archive-"));
 }
 
-function receiverFor(server: PgCluster, options: Partial<ReceiverOptions> & { directory: string }): WalReceiver {
+function receiverFor(
+  server: PgCluster,
+  options: Partial<ReceiverOptions> & { directory: string },
+): WalReceiver {
   return new WalReceiver({
     connection: resolveConnectionSettings({
-      overrides: { host: "127.0.0.1", port: String(server.port), user: TEST_USERS.trust.name, sslmode: "disable" },
+      overrides: {
+        host: "127.0.0.1",
+        port: String(server.port),
+        user: TEST_USERS.trust.name,
+        sslmode: "disable",
+      },
       forced: { replication: "true" },
       env: {},
     }),
@@ -60,7 +72,11 @@ async function someWal(server: PgCluster, rows = 2000): Promise<Lsn> {
 }
 
 describe("streaming into an archive", () => {
-  for (const compression of [{ method: "none" }, { method: "gzip", level: 1 }, { method: "lz4" }] as CompressionSpec[]) {
+  for (const compression of [
+    { method: "none" },
+    { method: "gzip", level: 1 },
+    { method: "lz4" },
+  ] as CompressionSpec[]) {
     test(`complete segments are byte-identical to pg_wal (${compression.method})`, async () => {
       const dir = await tempArchive();
       const slot = `s_${compression.method}`;
@@ -79,9 +95,15 @@ describe("streaming into an archive", () => {
         segments,
       );
       assert.ok(receiver.positions.flushed >= endpos);
-      await assertPartialMatchesServer(dir, summary.partial[0]!, cluster, offsetIn(endpos, cluster.walSegmentSize));
+      await assertPartialMatchesServer(
+        dir,
+        summary.partial[0]!,
+        cluster,
+        offsetIn(endpos, cluster.walSegmentSize),
+      );
       // Files are 0600 (the server's data directory does not allow group access).
-      for (const name of await readdir(dir)) assert.equal((await stat(join(dir, name))).mode & 0o777, 0o600, name);
+      for (const name of await readdir(dir))
+        assert.equal((await stat(join(dir, name))).mode & 0o777, 0o600, name);
       await cluster.sql(`SELECT pg_drop_replication_slot('${slot}')`);
       await rm(dir, { recursive: true });
     });
@@ -109,16 +131,24 @@ describe("streaming into an archive", () => {
         if (!text) continue;
         const lsn = parseLsn(text);
         // The server can only know a position we reported, and we report only what was fsynced.
-        assert.ok(lsn <= flushedAfter, `server saw ${text}, pgwal had fsynced only ${formatLsn(flushedAfter)}`);
+        assert.ok(
+          lsn <= flushedAfter,
+          `server saw ${text}, pgwal had fsynced only ${formatLsn(flushedAfter)}`,
+        );
         samples.push({ restart: lsn, flushedThen: seenBefore });
       }
       await sleep(300);
     }
     receiver.stop();
     assert.deepEqual(await running, { reason: "stopped" });
-    assert.ok(samples.some((s) => s.restart > 0n), "the slot never advanced");
+    assert.ok(
+      samples.some((s) => s.restart > 0n),
+      "the slot never advanced",
+    );
     // The final status update on stop reports everything written as flushed.
-    const finalRestart = parseLsn(await cluster.sql("SELECT restart_lsn FROM pg_replication_slots WHERE slot_name = 's_flush'"));
+    const finalRestart = parseLsn(
+      await cluster.sql("SELECT restart_lsn FROM pg_replication_slots WHERE slot_name = 's_flush'"),
+    );
     assert.equal(finalRestart, receiver.positions.flushed);
     await cluster.sql("SELECT pg_drop_replication_slot('s_flush')");
     await rm(dir, { recursive: true });
@@ -150,19 +180,31 @@ describe("streaming into an archive", () => {
     try {
       // Wait until the server counts pgwal as its synchronous standby.
       for (let i = 0; i < 100; i++) {
-        if ((await cluster.sql("SELECT sync_state FROM pg_stat_replication WHERE application_name = 'pgwal_sync'")) === "sync") break;
+        if (
+          (await cluster.sql(
+            "SELECT sync_state FROM pg_stat_replication WHERE application_name = 'pgwal_sync'",
+          )) === "sync"
+        )
+          break;
         await sleep(100);
       }
       for (let i = 0; i < 5; i++) {
         const committed = parseLsn(
-          await cluster.sql(`CREATE TABLE IF NOT EXISTS sync_t (i int); INSERT INTO sync_t VALUES (${i}); SELECT pg_current_wal_lsn();`),
+          await cluster.sql(
+            `CREATE TABLE IF NOT EXISTS sync_t (i int); INSERT INTO sync_t VALUES (${i}); SELECT pg_current_wal_lsn();`,
+          ),
         );
         // The INSERT's commit record ends at or before `committed`; it returned, so pgwal must have it durable.
         const flushedNow = receiver.positions.flushed;
         const commitEnd = parseLsn(
-          await cluster.sql("SELECT flush_lsn FROM pg_stat_replication WHERE application_name = 'pgwal_sync'"),
+          await cluster.sql(
+            "SELECT flush_lsn FROM pg_stat_replication WHERE application_name = 'pgwal_sync'",
+          ),
         );
-        assert.ok(commitEnd <= flushedNow, `server saw flush ${formatLsn(commitEnd)} beyond pgwal's ${formatLsn(flushedNow)}`);
+        assert.ok(
+          commitEnd <= flushedNow,
+          `server saw flush ${formatLsn(commitEnd)} beyond pgwal's ${formatLsn(flushedNow)}`,
+        );
         assert.ok(flushedNow > 0n && committed > 0n);
       }
     } finally {
@@ -191,9 +233,17 @@ describe("restarting on an existing archive", () => {
     const second = receiverFor(cluster, { directory: dir, slot: "s_resume", endpos });
     assert.deepEqual(await second.run(), { reason: "endpos" });
     const after = await assertCompleteSegmentsMatchServer(dir, cluster);
-    assert.ok(after.complete.includes(before.partial[0]!.replace(".partial", "")), "the partial segment was completed");
+    assert.ok(
+      after.complete.includes(before.partial[0]!.replace(".partial", "")),
+      "the partial segment was completed",
+    );
     assert.equal(after.partial.length, 1);
-    await assertPartialMatchesServer(dir, after.partial[0]!, cluster, offsetIn(endpos, cluster.walSegmentSize));
+    await assertPartialMatchesServer(
+      dir,
+      after.partial[0]!,
+      cluster,
+      offsetIn(endpos, cluster.walSegmentSize),
+    );
     await cluster.sql("SELECT pg_drop_replication_slot('s_resume')");
     await rm(dir, { recursive: true });
   });
@@ -202,17 +252,27 @@ describe("restarting on an existing archive", () => {
     const dir = await tempArchive();
     await createSlot(cluster, "s_kill");
     const child = join(fileURLToPath(new URL(".", import.meta.url)), "../support/receiver-child.js");
-    const options = JSON.stringify({ host: "127.0.0.1", port: cluster.port, user: TEST_USERS.trust.name, directory: dir, slot: "s_kill" });
+    const options = JSON.stringify({
+      host: "127.0.0.1",
+      port: cluster.port,
+      user: TEST_USERS.trust.name,
+      directory: dir,
+      slot: "s_kill",
+    });
     const workload = (async () => {
       for (let i = 0; i < 8; i++) await someWal(cluster, 3000);
     })();
     for (let kill = 0; kill < 6; kill++) {
-      const proc: ChildProcess = spawn(process.execPath, [child, options], { stdio: ["ignore", "pipe", "inherit"] });
+      const proc: ChildProcess = spawn(process.execPath, [child, options], {
+        stdio: ["ignore", "pipe", "inherit"],
+      });
       await sleep(300 + Math.floor(Math.random() * 700));
       proc.kill("SIGKILL");
       await new Promise((resolve) => proc.once("exit", resolve));
       // What the server was told is flushed must be in the archive.
-      const restart = await cluster.sql("SELECT restart_lsn FROM pg_replication_slots WHERE slot_name = 's_kill'");
+      const restart = await cluster.sql(
+        "SELECT restart_lsn FROM pg_replication_slots WHERE slot_name = 's_kill'",
+      );
       if (restart !== "") await assertArchiveCovers(dir, parseLsn(restart));
     }
     await workload;
@@ -221,7 +281,12 @@ describe("restarting on an existing archive", () => {
     assert.deepEqual(await last.run(), { reason: "endpos" });
     const summary = await assertCompleteSegmentsMatchServer(dir, cluster);
     assert.ok(summary.complete.length >= 3);
-    await assertPartialMatchesServer(dir, summary.partial[0]!, cluster, offsetIn(endpos, cluster.walSegmentSize));
+    await assertPartialMatchesServer(
+      dir,
+      summary.partial[0]!,
+      cluster,
+      offsetIn(endpos, cluster.walSegmentSize),
+    );
     await cluster.sql("SELECT pg_drop_replication_slot('s_kill')");
     await rm(dir, { recursive: true });
   });
@@ -231,7 +296,9 @@ describe("restarting on an existing archive", () => {
     const first = receiverFor(cluster, { directory: dir, endpos: await someWal(cluster, 10) });
     await first.run();
     const other = await startSharedCluster({ name: "receiver-other", walSegmentSizeMb: 1 });
-    const error = await receiverFor(other, { directory: dir }).run().catch((e: unknown) => e);
+    const error = await receiverFor(other, { directory: dir })
+      .run()
+      .catch((e: unknown) => e);
     assert.ok(error instanceof ArchiveError, String(error));
     assert.match(error.message, /holds WAL of database system \d+ .* system identifier is \d+/);
     await rm(dir, { recursive: true });
@@ -243,7 +310,14 @@ async function assertArchiveCovers(dir: string, lsn: Lsn): Promise<void> {
   const summary = await assertCompleteSegmentsMatchServer(dir, cluster);
   const segment = lsn / BigInt(cluster.walSegmentSize);
   const offset = offsetIn(lsn, cluster.walSegmentSize);
-  const name = summary.complete.concat(summary.partial).find((n) => BigInt(`0x${n.slice(16, 24)}`) + (BigInt(`0x${n.slice(8, 16)}`) << 32n) * (0x1_0000_0000n / BigInt(cluster.walSegmentSize)) === segment);
+  const name = summary.complete
+    .concat(summary.partial)
+    .find(
+      (n) =>
+        BigInt(`0x${n.slice(16, 24)}`) +
+          (BigInt(`0x${n.slice(8, 16)}`) << 32n) * (0x1_0000_0000n / BigInt(cluster.walSegmentSize)) ===
+        segment,
+    );
   if (offset === 0) return;
   assert.ok(name, `no file holds the segment of flushed position ${formatLsn(lsn)}`);
   if (name.endsWith(".partial")) await assertPartialMatchesServer(dir, name, cluster, offset);
@@ -259,7 +333,9 @@ describe("lifecycle", () => {
 
   test("a missing slot is a permanent error", async () => {
     const dir = await tempArchive();
-    const error = await receiverFor(cluster, { directory: dir, slot: "no_such_slot" }).run().catch((e: unknown) => e);
+    const error = await receiverFor(cluster, { directory: dir, slot: "no_such_slot" })
+      .run()
+      .catch((e: unknown) => e);
     assert.ok(error instanceof ServerError, String(error));
     assert.match(error.message, /replication slot "no_such_slot" does not exist/);
     await rm(dir, { recursive: true });
@@ -285,7 +361,9 @@ describe("lifecycle", () => {
     const running = receiver.run();
     await new Promise((resolve) => receiver.once("streaming", resolve));
     await someWal(cluster, 3000);
-    await cluster.sql("SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = 's_loop'");
+    await cluster.sql(
+      "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = 's_loop'",
+    );
     await new Promise((resolve) => receiver.once("streaming", resolve));
     const endpos = await someWal(cluster, 3000);
     while (receiver.positions.written < endpos) await sleep(50);
@@ -293,7 +371,12 @@ describe("lifecycle", () => {
     assert.deepEqual(await running, { reason: "stopped" });
     assert.equal(disconnects, 1);
     const summary = await assertCompleteSegmentsMatchServer(dir, cluster);
-    await assertPartialMatchesServer(dir, summary.partial[0]!, cluster, offsetIn(endpos, cluster.walSegmentSize));
+    await assertPartialMatchesServer(
+      dir,
+      summary.partial[0]!,
+      cluster,
+      offsetIn(endpos, cluster.walSegmentSize),
+    );
     await cluster.sql("SELECT pg_drop_replication_slot('s_loop')");
     await rm(dir, { recursive: true });
   });
@@ -320,7 +403,10 @@ describe("timeline switch", () => {
       assert.deepEqual(switches, [{ from: 1, to: 2 }]);
       const summary = await listArchive(dir);
       assert.deepEqual(summary.history, ["00000002.history"]);
-      assert.ok(summary.partial.some((n) => n.startsWith("00000001")), "the old timeline's last segment stays .partial");
+      assert.ok(
+        summary.partial.some((n) => n.startsWith("00000001")),
+        "the old timeline's last segment stays .partial",
+      );
       assert.ok(summary.partial.some((n) => n.startsWith("00000002")));
       const onTimeline2 = summary.partial.find((n) => n.startsWith("00000002"))!;
       await assertPartialMatchesServer(dir, onTimeline2, standby, offsetIn(endpos, standby.walSegmentSize));

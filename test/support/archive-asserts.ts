@@ -47,7 +47,10 @@ export async function listArchive(directory: string): Promise<ArchiveSummary> {
  * Asserts every complete segment equals `server`'s file in pg_wal (decompressed), that complete
  * segments of each timeline are contiguous, and returns the archive listing.
  */
-export async function assertCompleteSegmentsMatchServer(directory: string, server: PgCluster): Promise<ArchiveSummary> {
+export async function assertCompleteSegmentsMatchServer(
+  directory: string,
+  server: PgCluster,
+): Promise<ArchiveSummary> {
   const summary = await listArchive(directory);
   const segNosByTimeline = new Map<number, bigint[]>();
   for (const name of summary.complete) {
@@ -62,7 +65,11 @@ export async function assertCompleteSegmentsMatchServer(directory: string, serve
   for (const [timeline, segNos] of segNosByTimeline) {
     segNos.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
     for (let i = 1; i < segNos.length; i++) {
-      assert.equal(segNos[i], segNos[i - 1]! + 1n, `gap in timeline ${timeline} after segment ${segNos[i - 1]}`);
+      assert.equal(
+        segNos[i],
+        segNos[i - 1]! + 1n,
+        `gap in timeline ${timeline} after segment ${segNos[i - 1]}`,
+      );
     }
   }
   return summary;
@@ -79,7 +86,10 @@ export async function assertPartialMatchesServer(
   const ours = await archiveFileContent(join(directory, partialName));
   const theirs = await readFile(server.walPath(walName));
   assert.ok(ours.length >= upTo, `${partialName} holds ${ours.length} bytes, expected at least ${upTo}`);
-  assert.ok(ours.subarray(0, upTo).equals(theirs.subarray(0, upTo)), `${partialName} differs from the server's ${walName}`);
+  assert.ok(
+    ours.subarray(0, upTo).equals(theirs.subarray(0, upTo)),
+    `${partialName} differs from the server's ${walName}`,
+  );
 }
 
 /** Segment offset of `lsn`. */

@@ -3,8 +3,8 @@
  * every event is printed as one JSON line on stdout (bigints as strings).
  */
 import { resolveConnectionSettings } from "../../src/connection/conninfo.js";
-import { WalReceiver } from "../../src/receiver/receiver.js";
 import { silentLogger } from "../../src/receiver/logger.js";
+import { WalReceiver } from "../../src/receiver/receiver.js";
 
 interface ChildOptions {
   host: string;
@@ -31,7 +31,9 @@ const receiver = new WalReceiver({
   reconnectDelayMs: { initial: 200, max: 1000 },
 });
 const print = (event: string, data: object) =>
-  process.stdout.write(`${JSON.stringify({ event, ...data }, (_k, v) => (typeof v === "bigint" ? v.toString() : v))}\n`);
+  process.stdout.write(
+    `${JSON.stringify({ event, ...data }, (_k, v) => (typeof v === "bigint" ? v.toString() : v))}\n`,
+  );
 for (const event of ["streaming", "segment", "flushed", "timeline", "disconnected"] as const) {
   receiver.on(event, (data: object) => print(event, data));
 }
