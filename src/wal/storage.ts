@@ -12,6 +12,12 @@
  * - `closePartial` makes what was written durable and leaves the file under its `.partial` name.
  * - `abandon` closes without syncing or renaming (used on errors: the next run re-streams).
  */
+import type { CompressionSpec } from "./compression.js";
+import { DEFAULT_FILE_MODE, nodeFileSystem, type WalFileSystem } from "./fsync.js";
+import { createGzipWalStorage } from "./gzip-storage.js";
+import { createLz4WalStorage } from "./lz4-storage.js";
+import { PlainWalStorage } from "./plain-storage.js";
+
 export interface SegmentFile {
   /** Segment file name without suffixes: TTTTTTTTXXXXXXXXYYYYYYYY. */
   readonly walFileName: string;
@@ -41,4 +47,49 @@ export interface WalStorage {
   hasHistoryFile(timeline: number): Promise<boolean>;
   /** Writes `TTTTTTTT.history` durably via a temporary name and a rename. */
   writeHistoryFile(timeline: number, content: Buffer): Promise<void>;
+}
+
+export interface StorageOptions {
+  /** The archive directory (must exist). */
+  directory: string;
+  /** --no-sync: never fsync; renames are plain renames. */
+  noSync: boolean;
+  /** Mode of created files: 0o600 by default, 0o640 when the server's data_directory_mode allows group access. */
+  fileMode?: number;
+  /** Called for conditions worth a log line that the writer recovered from (a short .partial re-padded). */
+  onWarning?: (msg: string, fields?: Record<string, unknown>) => void;
+  /** File-system operations; tests pass a recording or failing one. Default: node:fs/promises. */
+  fileSystem?: WalFileSystem;
+}
+
+/** Options with every default filled in, as the implementations receive them. */
+export interface ResolvedStorageOptions {
+  directory: string;
+  noSync: boolean;
+  fileMode: number;
+  onWarning: (msg: string, fields?: Record<string, unknown>) => void;
+  fileSystem: WalFileSystem;
+}
+
+export function resolveStorageOptions(options: StorageOptions): ResolvedStorageOptions {
+  return {
+    directory: options.directory,
+    noSync: options.noSync,
+    fileMode: options.fileMode ?? DEFAULT_FILE_MODE,
+    onWarning: options.onWarning ?? (() => {}),
+    fileSystem: options.fileSystem ?? nodeFileSystem,
+  };
+}
+
+/** The storage for a -Z/--compress choice: plain pre-padded files, gzip or lz4. */
+export function createWalStorage(options: StorageOptions & { compression: CompressionSpec }): WalStorage {
+  const resolved = resolveStorageOptions(options);
+  switch (options.compression.method) {
+    case "none":
+      return new PlainWalStorage(resolved);
+    case "gzip":
+      return createGzipWalStorage(resolved, options.compression.level);
+    case "lz4":
+      return createLz4WalStorage(resolved, options.compression.level);
+  }
 }

@@ -1,0 +1,114 @@
+/**
+ * The few file-system operations the segment writers use, behind a small interface so that tests
+ * can record their order (rename only after fsync) or inject failures (ENOSPC). Everything here
+ * is async: the receiver's event loop must never wait on the disk.
+ */
+import { constants } from "node:fs";
+import * as fsp from "node:fs/promises";
+import { dirname } from "node:path";
+import { StorageError } from "../errors.js";
+
+/** The subset of fs/promises' FileHandle the writers need. */
+export interface WalFileHandle {
+  writev(buffers: readonly NodeJS.ArrayBufferView[], position?: number): Promise<{ bytesWritten: number }>;
+  stat(): Promise<{ size: number }>;
+  truncate(length?: number): Promise<void>;
+  sync(): Promise<void>;
+  datasync(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface WalFileSystem {
+  open(path: string, flags: number, mode?: number): Promise<WalFileHandle>;
+  rename(from: string, to: string): Promise<void>;
+  /** fsync a directory so that creations and renames in it survive a crash. */
+  fsyncDirectory(path: string): Promise<void>;
+}
+
+/** Open flags used by the writers. */
+export const OPEN_FOR_PADDED_WRITE = constants.O_RDWR | constants.O_CREAT;
+export const OPEN_FRESH = constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC;
+
+export const DEFAULT_FILE_MODE = 0o600;
+
+async function fsyncDirectory(path: string): Promise<void> {
+  const handle = await fsp.open(path, constants.O_RDONLY);
+  try {
+    await handle.sync();
+  } catch (error) {
+    // Like PostgreSQL's fsync_fname: some file systems cannot fsync a directory; that is not fatal.
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code !== "EINVAL" && code !== "EBADF" && code !== "EISDIR") throw error;
+  } finally {
+    await handle.close();
+  }
+}
+
+export const nodeFileSystem: WalFileSystem = {
+  open: (path, flags, mode) => fsp.open(path, flags, mode),
+  rename: (from, to) => fsp.rename(from, to),
+  fsyncDirectory,
+};
+
+/** Runs a file-system call, turning any failure into a StorageError naming the file. */
+export async function storageCall<T>(operation: string, path: string, call: () => Promise<T>): Promise<T> {
+  try {
+    return await call();
+  } catch (error) {
+    if (error instanceof StorageError) throw error;
+    throw new StorageError(operation, path, error);
+  }
+}
+
+/** fsync the directory that holds `path`. */
+export function fsyncParentDirectory(fileSystem: WalFileSystem, path: string): Promise<void> {
+  const directory = dirname(path);
+  return storageCall("fsync directory of", directory, () => fileSystem.fsyncDirectory(directory));
+}
+
+/**
+ * Renames `from` to `to` and, unless `noSync`, fsyncs the directory afterwards. The caller must
+ * have fsynced and closed `from` already: a rename must never expose a name whose bytes are not
+ * durable yet.
+ */
+export async function renameDurably(
+  fileSystem: WalFileSystem,
+  from: string,
+  to: string,
+  noSync: boolean,
+): Promise<void> {
+  await storageCall("rename", from, () => fileSystem.rename(from, to));
+  if (!noSync) await fsyncParentDirectory(fileSystem, to);
+}
+
+/** An error with an errno code, for failures the OS reports without one (a write of 0 bytes). */
+export function errnoError(code: string, message: string): NodeJS.ErrnoException {
+  const error: NodeJS.ErrnoException = new Error(`${message} (${code})`);
+  error.code = code;
+  return error;
+}
+
+/**
+ * Positional writev that loops on short writes until every byte is written. A write that makes
+ * no progress is reported as ENOSPC, as PostgreSQL assumes when write() sets no errno.
+ */
+export async function writeAllAt(
+  handle: WalFileHandle,
+  buffers: readonly Uint8Array[],
+  position: number,
+): Promise<void> {
+  let pending = buffers.filter((buffer) => buffer.byteLength > 0);
+  while (pending.length > 0) {
+    const { bytesWritten } = await handle.writev(pending, position);
+    if (bytesWritten <= 0) throw errnoError("ENOSPC", "no space left on device: write made no progress");
+    position += bytesWritten;
+    let skip = 0;
+    let rest = bytesWritten;
+    while (skip < pending.length && rest >= pending[skip]!.byteLength) {
+      rest -= pending[skip]!.byteLength;
+      skip++;
+    }
+    pending = pending.slice(skip);
+    if (rest > 0) pending[0] = pending[0]!.subarray(rest);
+  }
+}

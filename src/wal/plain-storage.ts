@@ -1,0 +1,159 @@
+/**
+ * Uncompressed segments, as pg_receivewal's directory method writes them: `NAME.partial`
+ * pre-padded with zeros to the segment size and made durable (file and directory) before any WAL
+ * goes in, positional writes, and a durable rename to `NAME` once the last byte is fsynced.
+ *
+ * One difference on purpose: a `.partial` of any size other than 0 or the segment size (only a
+ * crash during pre-padding leaves one) is padded again with a warning instead of being fatal.
+ */
+import { join } from "node:path";
+import {
+  fsyncParentDirectory,
+  OPEN_FOR_PADDED_WRITE,
+  renameDurably,
+  storageCall,
+  type WalFileHandle,
+  writeAllAt,
+} from "./fsync.js";
+import { historyFileExists, writeHistoryFileDurably } from "./history-file.js";
+import { PARTIAL_SUFFIX } from "./names.js";
+import { checkSegmentArguments, SegmentOperations } from "./segment-operations.js";
+import type { ResolvedStorageOptions, SegmentFile, WalStorage } from "./storage.js";
+
+/** Zeros are written in 1 MiB pieces, up to 16 MiB per writev: few system calls, little memory. */
+const ZERO_PIECE_SIZE = 1024 * 1024;
+const ZERO_PIECES_PER_WRITE = 16;
+let zeroPiece: Buffer | undefined;
+
+async function fillWithZeros(handle: WalFileHandle, size: number): Promise<void> {
+  zeroPiece ??= Buffer.alloc(ZERO_PIECE_SIZE);
+  let position = 0;
+  while (position < size) {
+    const pieces: Buffer[] = [];
+    let bytes = 0;
+    while (pieces.length < ZERO_PIECES_PER_WRITE && position + bytes < size) {
+      const length = Math.min(ZERO_PIECE_SIZE, size - position - bytes);
+      pieces.push(length === ZERO_PIECE_SIZE ? zeroPiece : zeroPiece.subarray(0, length));
+      bytes += length;
+    }
+    await writeAllAt(handle, pieces, position);
+    position += bytes;
+  }
+}
+
+export class PlainWalStorage implements WalStorage {
+  readonly directory: string;
+
+  constructor(private readonly options: ResolvedStorageOptions) {
+    this.directory = options.directory;
+  }
+
+  async openSegment(walFileName: string, segmentSize: number): Promise<SegmentFile> {
+    checkSegmentArguments(walFileName, segmentSize);
+    const { fileSystem, noSync, fileMode } = this.options;
+    const partialName = walFileName + PARTIAL_SUFFIX;
+    const partialPath = join(this.directory, partialName);
+    const handle = await storageCall("open", partialPath, () =>
+      fileSystem.open(partialPath, OPEN_FOR_PADDED_WRITE, fileMode),
+    );
+    try {
+      const { size } = await storageCall("stat", partialPath, () => handle.stat());
+      if (size !== segmentSize) {
+        if (size !== 0) {
+          this.options.onWarning(
+            `write-ahead log file "${partialName}" has ${size} bytes, should be 0 or ${segmentSize}; padding it with zeros again`,
+            { file: partialName, size, segmentSize },
+          );
+        }
+        await storageCall("pad", partialPath, () => fillWithZeros(handle, segmentSize));
+        if (size > segmentSize)
+          await storageCall("truncate", partialPath, () => handle.truncate(segmentSize));
+      }
+      if (!noSync) {
+        // Also for a reused file: a crash may have come between its padding and its fsync.
+        await storageCall("fsync", partialPath, () => handle.sync());
+        await fsyncParentDirectory(fileSystem, partialPath);
+      }
+    } catch (error) {
+      await handle.close().catch(() => {});
+      throw error;
+    }
+    return new PlainSegmentFile(
+      walFileName,
+      segmentSize,
+      handle,
+      partialPath,
+      join(this.directory, walFileName),
+      this.options,
+    );
+  }
+
+  hasHistoryFile(timeline: number): Promise<boolean> {
+    return historyFileExists(this.options, timeline);
+  }
+
+  writeHistoryFile(timeline: number, content: Buffer): Promise<void> {
+    return writeHistoryFileDurably(this.options, timeline, content);
+  }
+}
+
+class PlainSegmentFile implements SegmentFile {
+  private written = 0;
+  private readonly operations: SegmentOperations;
+
+  constructor(
+    readonly walFileName: string,
+    private readonly segmentSize: number,
+    private readonly handle: WalFileHandle,
+    private readonly partialPath: string,
+    private readonly finalPath: string,
+    private readonly options: ResolvedStorageOptions,
+  ) {
+    this.operations = new SegmentOperations(partialPath, () => handle.close());
+  }
+
+  get offset(): number {
+    return this.written;
+  }
+
+  write(chunks: readonly Uint8Array[], totalLength: number): Promise<void> {
+    return this.operations.run("write", async () => {
+      this.operations.checkWriteBounds(chunks, totalLength, this.written, this.segmentSize);
+      if (totalLength === 0) return;
+      await storageCall("write to", this.partialPath, () => writeAllAt(this.handle, chunks, this.written));
+      this.written += totalLength;
+    });
+  }
+
+  sync(): Promise<void> {
+    if (this.options.noSync) return this.operations.run("sync", async () => {});
+    return this.operations.run("sync", () =>
+      storageCall("fsync", this.partialPath, () => this.handle.datasync()),
+    );
+  }
+
+  closeComplete(): Promise<void> {
+    return this.operations.run("close", async () => {
+      if (this.written !== this.segmentSize) {
+        throw this.operations.refuse(
+          "close",
+          `segment is incomplete: ${this.written} of ${this.segmentSize} bytes written`,
+        );
+      }
+      if (!this.options.noSync) await storageCall("fsync", this.partialPath, () => this.handle.sync());
+      await this.operations.close();
+      await renameDurably(this.options.fileSystem, this.partialPath, this.finalPath, this.options.noSync);
+    });
+  }
+
+  closePartial(): Promise<void> {
+    return this.operations.run("close", async () => {
+      if (!this.options.noSync) await storageCall("fsync", this.partialPath, () => this.handle.sync());
+      await this.operations.close();
+    });
+  }
+
+  abandon(): Promise<void> {
+    return this.operations.abandon();
+  }
+}
