@@ -1,0 +1,41 @@
+/**
+ * pgwal as a library, for backup pipelines: a WAL receiver with typed events, the replication
+ * connection and commands it is built on, and the archive helpers.
+ */
+export {
+  createPhysicalSlot,
+  dropSlot,
+  identifySystem,
+  readReplicationSlot,
+  type SystemIdentity,
+  timelineHistory,
+} from "./connection/commands.js";
+export { type ConnectOptions, PgConnection } from "./connection/connection.js";
+export {
+  type ConnectionSettings,
+  parseConnectionString,
+  resolveConnectionSettings,
+  type SettingsSources,
+} from "./connection/conninfo.js";
+export {
+  ArchiveError,
+  AuthenticationError,
+  ConnectionError,
+  PgwalError,
+  ProtocolError,
+  ServerError,
+  StorageError,
+  UsageError,
+} from "./errors.js";
+export { formatLsn, type Lsn, parseLsn } from "./lsn.js";
+export type { ReceiverLogger } from "./receiver/logger.js";
+export {
+  type ReceiverEvents,
+  type ReceiverExit,
+  type ReceiverOptions,
+  type SegmentCompletedEvent,
+  WalReceiver,
+} from "./receiver/receiver.js";
+export { type CompressionSpec, parseCompressionSpec } from "./wal/compression.js";
+export { findStreamingStart } from "./wal/archive-scan.js";
+export { historyFileName, parseWalFileName, walFileName } from "./wal/names.js";
