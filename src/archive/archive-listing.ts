@@ -1,0 +1,96 @@
+/**
+ * What an archive directory holds, sorted by kind: segments (plain, compressed, partial), timeline
+ * history files, backup history files, and everything else (stray files).
+ */
+import type { Dirent } from "node:fs";
+import * as fsp from "node:fs/promises";
+import { join } from "node:path";
+import type { CompressionMethod } from "../wal/compression.js";
+import { storageCall } from "../wal/fsync.js";
+import { parseArchiveFileName, parseHistoryFileName } from "../wal/names.js";
+
+export interface SegmentFileEntry {
+  fileName: string;
+  /** The 24-digit segment name without suffixes. */
+  walFileName: string;
+  timeline: number;
+  compression: CompressionMethod;
+  partial: boolean;
+  /** Bytes on disk. */
+  size: number;
+  mtimeMs: number;
+}
+
+export interface HistoryFileEntry {
+  fileName: string;
+  timeline: number;
+  size: number;
+  mtimeMs: number;
+}
+
+export interface ArchiveListing {
+  /** Sorted by name. */
+  segments: SegmentFileEntry[];
+  histories: HistoryFileEntry[];
+  /** "…NNNNNNNN.backup" files an archive_command may have stored: not WAL, but not stray either. */
+  backupHistories: string[];
+  /** Anything else (a directory name ends in "/"). */
+  stray: string[];
+}
+
+const BACKUP_HISTORY_NAME = /^[0-9A-F]{24}\.[0-9A-F]{8}\.backup$/;
+
+async function statOrUndefined(path: string): Promise<{ size: number; mtimeMs: number } | undefined> {
+  try {
+    return await fsp.stat(path);
+  } catch (error) {
+    // Removed while we looked (a cleanup job): simply not part of the listing.
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    return storageCall("stat", path, () => Promise.reject(error));
+  }
+}
+
+export async function listArchiveDirectory(directory: string): Promise<ArchiveListing> {
+  const entries: Dirent[] = await storageCall("read directory", directory, () =>
+    fsp.readdir(directory, { withFileTypes: true }),
+  );
+  const listing: ArchiveListing = { segments: [], histories: [], backupHistories: [], stray: [] };
+  for (const entry of [...entries].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) {
+    if (!entry.isFile()) {
+      listing.stray.push(entry.isDirectory() ? `${entry.name}/` : entry.name);
+      continue;
+    }
+    const segment = parseArchiveFileName(entry.name);
+    const historyTimeline = parseHistoryFileName(entry.name);
+    if (segment === undefined && historyTimeline === undefined) {
+      (BACKUP_HISTORY_NAME.test(entry.name) ? listing.backupHistories : listing.stray).push(entry.name);
+      continue;
+    }
+    const stats = await statOrUndefined(join(directory, entry.name));
+    if (stats === undefined) continue;
+    if (segment !== undefined) {
+      const timeline = Number.parseInt(segment.walFileName.slice(0, 8), 16);
+      if (timeline === 0) {
+        listing.stray.push(entry.name);
+        continue;
+      }
+      listing.segments.push({
+        fileName: entry.name,
+        walFileName: segment.walFileName,
+        timeline,
+        compression: segment.compression,
+        partial: segment.partial,
+        size: stats.size,
+        mtimeMs: stats.mtimeMs,
+      });
+    } else if (historyTimeline !== undefined) {
+      listing.histories.push({
+        fileName: entry.name,
+        timeline: historyTimeline,
+        size: stats.size,
+        mtimeMs: stats.mtimeMs,
+      });
+    }
+  }
+  return listing;
+}

@@ -1,0 +1,85 @@
+/**
+ * Timeline histories read from an archive, and the recovery path they describe: which timeline
+ * holds which range of segments when replaying up to a target timeline.
+ */
+import * as fsp from "node:fs/promises";
+import { join } from "node:path";
+import { type Lsn, segmentNumberOf } from "../lsn.js";
+import { parseTimelineHistory, type TimelineHistoryEntry } from "../protocol/replication.js";
+import { storageCall } from "../wal/fsync.js";
+import { historyFileName } from "../wal/names.js";
+
+/** Reads and parses TTTTTTTT.history in `directory`; undefined when it does not exist. */
+export async function readTimelineHistory(
+  directory: string,
+  timeline: number,
+): Promise<TimelineHistoryEntry[] | undefined> {
+  const path = join(directory, historyFileName(timeline));
+  let text: string;
+  try {
+    text = await fsp.readFile(path, "utf8");
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    return storageCall("read", path, () => Promise.reject(error));
+  }
+  const entries = parseTimelineHistory(text);
+  const wrong = entries.find((entry) => entry.timeline >= timeline);
+  if (wrong !== undefined) {
+    throw new RangeError(`${historyFileName(timeline)} names timeline ${wrong.timeline} as an ancestor`);
+  }
+  return entries;
+}
+
+/** One step of a recovery path: `timeline` holds segments firstSegNo..lastSegNo (inclusive). */
+export interface TimelineSpan {
+  timeline: number;
+  begin: Lsn;
+  /** Switch point away from this timeline; undefined for the target timeline. */
+  end?: Lsn;
+  firstSegNo: bigint;
+  /** undefined: no end (the target timeline). */
+  lastSegNo?: bigint;
+}
+
+/**
+ * The spans leading to `target`, oldest first. The segment holding a switch point belongs to both
+ * sides: the new timeline's copy is preferred, the old one's (usually a .partial) is as good up to
+ * the switch point.
+ */
+export function recoveryPath(
+  target: number,
+  history: readonly TimelineHistoryEntry[],
+  segmentSize: number,
+): TimelineSpan[] {
+  const spans: TimelineSpan[] = [];
+  let begin: Lsn = 0n;
+  for (const entry of history) {
+    const end = entry.switchpoint;
+    spans.push({
+      timeline: entry.timeline,
+      begin,
+      end,
+      firstSegNo: segmentNumberOf(begin, segmentSize),
+      lastSegNo: end > 0n ? segmentNumberOf(end - 1n, segmentSize) : 0n,
+    });
+    begin = end;
+  }
+  spans.push({ timeline: target, begin, firstSegNo: segmentNumberOf(begin, segmentSize) });
+  return spans;
+}
+
+/** Whether segment `segNo` on `timeline` lies inside the path's span for that timeline. */
+export function isOnPath(path: readonly TimelineSpan[], timeline: number, segNo: bigint): boolean {
+  return path.some(
+    (span) =>
+      span.timeline === timeline &&
+      segNo >= span.firstSegNo &&
+      (span.lastSegNo === undefined || segNo <= span.lastSegNo),
+  );
+}
+
+/** The timeline recovery reads segment `segNo` from first (the newest span that covers it). */
+export function expectedTimelineOf(path: readonly TimelineSpan[], segNo: bigint): number {
+  for (let i = path.length - 1; i >= 0; i--) if (segNo >= path[i]!.firstSegNo) return path[i]!.timeline;
+  return path[0]!.timeline;
+}
