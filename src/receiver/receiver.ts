@@ -593,7 +593,7 @@ export class WalReceiver extends EventEmitter<ReceiverEvents> {
     this.setFlushed(this.writtenLsn);
     const event: SegmentCompletedEvent = {
       walFileName: file.walFileName,
-      path: path.join(this.options.directory, file.walFileName),
+      path: file.finalPath,
       timeline: this.timeline,
       startLsn: this.fileStartLsn,
       endLsn: this.writtenLsn,

@@ -101,7 +101,7 @@ class CompressedSegmentFile implements SegmentFile {
     private readonly appender: FileAppender,
     private readonly encoder: SegmentEncoder,
     private readonly partialPath: string,
-    private readonly finalPath: string,
+    readonly finalPath: string,
     private readonly options: ResolvedStorageOptions,
   ) {
     this.operations = new SegmentOperations(partialPath, async () => {

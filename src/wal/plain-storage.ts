@@ -106,7 +106,7 @@ class PlainSegmentFile implements SegmentFile {
     private readonly segmentSize: number,
     private readonly handle: WalFileHandle,
     private readonly partialPath: string,
-    private readonly finalPath: string,
+    readonly finalPath: string,
     private readonly options: ResolvedStorageOptions,
   ) {
     this.operations = new SegmentOperations(partialPath, () => handle.close());

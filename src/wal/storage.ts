@@ -21,6 +21,8 @@ import { PlainWalStorage } from "./plain-storage.js";
 export interface SegmentFile {
   /** Segment file name without suffixes: TTTTTTTTXXXXXXXXYYYYYYYY. */
   readonly walFileName: string;
+  /** Path the segment has once complete (with the compression suffix, without ".partial"). */
+  readonly finalPath: string;
   /** Offset in the segment where the next write goes (bytes written so far). */
   readonly offset: number;
   /**

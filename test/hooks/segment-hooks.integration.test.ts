@@ -1,0 +1,165 @@
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { before, describe, test } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
+import { fileURLToPath } from "node:url";
+import { resolveConnectionSettings } from "../../src/connection/conninfo.js";
+import { SegmentHookRunner, substituteHookCommand } from "../../src/hooks/segment-hooks.js";
+import { type Lsn, parseLsn } from "../../src/lsn.js";
+import { silentLogger } from "../../src/receiver/logger.js";
+import { WalReceiver } from "../../src/receiver/receiver.js";
+import { listArchive } from "../support/archive-asserts.js";
+import { type PgCluster, startSharedCluster, TEST_USERS } from "../support/cluster.js";
+
+let cluster: PgCluster;
+before(async () => {
+  cluster = await startSharedCluster({
+    name: "hooks",
+    walSegmentSizeMb: 1,
+    settings: { wal_keep_size: "256MB" },
+  });
+});
+
+const childScript = join(fileURLToPath(new URL(".", import.meta.url)), "../support/receiver-child.js");
+
+async function someWal(rows: number): Promise<Lsn> {
+  return parseLsn(
+    await cluster.sql(
+      `CREATE TABLE IF NOT EXISTS h (pad text); INSERT INTO h SELECT repeat('h', 300) FROM generate_series(1, ${rows}); SELECT pg_current_wal_lsn();`,
+    ),
+  );
+}
+
+/** Lines of the hook log: one file name per successful hook run. */
+async function hookLog(file: string): Promise<string[]> {
+  return (await readFile(file, "utf8").catch(() => "")).split("\n").filter(Boolean);
+}
+
+test("archive_command-style substitution", () => {
+  assert.equal(substituteHookCommand("cp %p /x/%f # 100%%", "/a/b", "b"), "cp /a/b /x/b # 100%");
+});
+
+describe("--on-segment hooks", () => {
+  test("run in order, once per file, retried after failures", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "pgwal-hooks-"));
+    const log = `${dir}.log`;
+    const failFlag = `${dir}.fail`;
+    await writeFile(failFlag, "3"); // the first three attempts fail
+    // Fails while the counter in failFlag is positive, else appends %f to the log.
+    const command = `n=$(cat ${failFlag}); if [ "$n" -gt 0 ]; then echo $((n-1)) > ${failFlag}; echo boom >&2; exit 1; fi; echo %f >> ${log}`;
+    await cluster.sql("SELECT pg_create_physical_replication_slot('hk_order', true)");
+    await cluster.generateWal(3);
+    const endpos = await someWal(500);
+    const hooks = new SegmentHookRunner({
+      command,
+      directory: dir,
+      stateFile: `${dir}.state.json`,
+      logger: silentLogger,
+      retryDelayMs: { initial: 50, max: 100 },
+    });
+    let failures = 0;
+    hooks.on("failed", () => failures++);
+    const receiver = new WalReceiver({
+      connection: resolveConnectionSettings({
+        overrides: {
+          host: "127.0.0.1",
+          port: String(cluster.port),
+          user: TEST_USERS.trust.name,
+          sslmode: "disable",
+        },
+        forced: { replication: "true" },
+        env: {},
+      }),
+      directory: dir,
+      slot: "hk_order",
+      endpos,
+      logger: silentLogger,
+    });
+    receiver.on("connected", (e) => void hooks.start(e.segmentSize));
+    receiver.on("segment", (e) => hooks.enqueue(e.walFileName));
+    await receiver.run();
+    const complete = (await listArchive(dir)).complete;
+    for (let i = 0; i < 100 && (await hookLog(log)).length < complete.length; i++) await sleep(50);
+    await hooks.stop();
+    assert.deepEqual(await hookLog(log), complete, "every complete segment once, in order");
+    assert.equal(failures, 3);
+    assert.equal(hooks.failureCount, 3);
+    await cluster.sql("SELECT pg_drop_replication_slot('hk_order')");
+    await rm(dir, { recursive: true });
+  });
+
+  test("resume after kill -9: a segment whose hook never succeeded runs after the restart; --hook-holds-slot holds the slot", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "pgwal-hooks-kill-"));
+    const log = `${dir}.log`;
+    const gate = `${dir}.gate`;
+    await cluster.sql("SELECT pg_create_physical_replication_slot('hk_kill', true)");
+    // The hook fails while the gate file exists: WAL must not leave the slot's protection meanwhile.
+    await writeFile(gate, "");
+    const command = `test ! -e ${gate} && echo %f >> ${log}`;
+    const options = {
+      host: "127.0.0.1",
+      port: cluster.port,
+      user: TEST_USERS.trust.name,
+      directory: dir,
+      slot: "hk_kill",
+      hookCommand: command,
+      hookStateFile: `${dir}.state.json`,
+      hookHoldsSlot: true,
+      statusIntervalSeconds: 1,
+    };
+    const startRestart = await cluster.sql(
+      "SELECT restart_lsn FROM pg_replication_slots WHERE slot_name = 'hk_kill'",
+    );
+    let child = spawn(process.execPath, [childScript, JSON.stringify(options)], {
+      stdio: ["ignore", "pipe", "inherit"],
+    });
+    await cluster.generateWal(3);
+    await sleep(2500);
+    assert.ok((await listArchive(dir)).complete.length >= 3, "segments completed");
+    // No hook has succeeded: the slot must still be where it started.
+    assert.equal(
+      await cluster.sql("SELECT restart_lsn FROM pg_replication_slots WHERE slot_name = 'hk_kill'"),
+      startRestart,
+      "the slot advanced past WAL whose hook has not succeeded",
+    );
+    child.kill("SIGKILL");
+    await new Promise((resolve) => child.once("exit", resolve));
+    await rm(gate);
+    child = spawn(process.execPath, [childScript, JSON.stringify(options)], {
+      stdio: ["ignore", "pipe", "inherit"],
+    });
+    try {
+      const complete = (await listArchive(dir)).complete;
+      for (let i = 0; i < 100 && (await hookLog(log)).length < complete.length; i++) await sleep(100);
+      const ran = await hookLog(log);
+      assert.deepEqual(
+        ran.slice(0, complete.length),
+        complete,
+        "files from before the kill were hooked, in order",
+      );
+      // Now that hooks succeed, the slot follows the last hooked segment end.
+      const lastHooked = ran[ran.length - 1]!;
+      const segEnd =
+        (BigInt(`0x${lastHooked.slice(8, 16)}`) << 32n) +
+        (BigInt(`0x${lastHooked.slice(16, 24)}`) + 1n) * BigInt(cluster.walSegmentSize);
+      let restart = 0n;
+      for (let i = 0; i < 50; i++) {
+        restart = parseLsn(
+          await cluster.sql("SELECT restart_lsn FROM pg_replication_slots WHERE slot_name = 'hk_kill'"),
+        );
+        if (restart > parseLsn(startRestart)) break;
+        await sleep(100);
+      }
+      assert.ok(restart > parseLsn(startRestart), "the slot advanced once hooks succeeded");
+      assert.ok(restart <= segEnd, "the slot passed the end of the last hooked segment");
+    } finally {
+      child.kill("SIGKILL");
+      await new Promise((resolve) => child.once("exit", resolve));
+    }
+    await cluster.sql("SELECT pg_drop_replication_slot('hk_kill')");
+    await rm(dir, { recursive: true });
+  });
+});
