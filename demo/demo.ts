@@ -19,7 +19,9 @@ async function main(): Promise<number> {
     await cluster.sql("SELECT pg_create_physical_replication_slot('pgwal_demo', true)");
     const startLsn = await cluster.sql("SELECT restart_lsn FROM pg_replication_slots WHERE slot_name = 'pgwal_demo'");
     console.log(`created slot pgwal_demo at ${startLsn}; generating 40 MB of WAL …`);
-    const endLsn = await cluster.generateWal(40);
+    await cluster.generateWal(40);
+    // Where WAL is flushed now: the insert position after pg_switch_wal() lies past the last record.
+    const endLsn = await cluster.sql("SELECT pg_current_wal_flush_lsn()");
     await rm(archive, { recursive: true, force: true });
     await mkdir(archive, { recursive: true, mode: 0o700 });
     const args = ["receive", "-D", archive, "--slot", "pgwal_demo", "--endpos", endLsn, "--no-loop", "-v"];
