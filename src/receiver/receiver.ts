@@ -79,6 +79,8 @@ export interface ReceiverEvents {
   history: [{ timeline: number; path: string }];
   timeline: [{ from: number; to: number; start: Lsn }];
   flushed: [{ lsn: Lsn; timeline: number }];
+  /** One fsync (or fsync + rename at a segment end) finished; for latency metrics. */
+  synced: [{ durationMs: number; segmentEnd: boolean }];
   disconnected: [{ error: PgwalError; retryInMs: number | undefined }];
 }
 
@@ -574,7 +576,9 @@ export class WalReceiver extends EventEmitter<ReceiverEvents> {
   }
 
   private async syncFile(): Promise<void> {
+    const started = performance.now();
     await this.file!.sync();
+    this.emit("synced", { durationMs: performance.now() - started, segmentEnd: false });
     this.setFlushed(this.writtenLsn);
   }
 
@@ -589,7 +593,9 @@ export class WalReceiver extends EventEmitter<ReceiverEvents> {
     await this.writePending();
     const file = this.file!;
     this.file = undefined;
+    const started = performance.now();
     await file.closeComplete();
+    this.emit("synced", { durationMs: performance.now() - started, segmentEnd: true });
     this.setFlushed(this.writtenLsn);
     const event: SegmentCompletedEvent = {
       walFileName: file.walFileName,
