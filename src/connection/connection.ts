@@ -487,6 +487,12 @@ export class PgConnection {
     socket.destroy();
   }
 
+  /** Fails whoever waits on the connection with `error`, and drops it. */
+  fail(error: PgwalError): void {
+    this.queue.fail(error);
+    this.destroy();
+  }
+
   /** Drops the connection at once (error paths). */
   destroy(): void {
     this.closed = true;

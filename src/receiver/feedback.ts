@@ -33,7 +33,7 @@ export class FeedbackPolicy {
   }
 
   /** Builds the CopyData message and records the time it was sent. */
-  message(write: Lsn, flush: Lsn, flushCap?: Lsn): Buffer {
+  message(write: Lsn, flush: Lsn, flushCap?: Lsn, replyRequested = false): Buffer {
     this.lastSentAt = this.now();
     let reported = this.reportFlush ? flush : INVALID_LSN;
     if (flushCap !== undefined && reported > flushCap) reported = flushCap;
@@ -42,7 +42,7 @@ export class FeedbackPolicy {
       flush: reported,
       apply: INVALID_LSN,
       clientTime: pgTimestampNow(),
-      replyRequested: false,
+      replyRequested,
     });
   }
 }

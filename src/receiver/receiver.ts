@@ -13,7 +13,7 @@ import {
 } from "../connection/commands.js";
 import { PgConnection } from "../connection/connection.js";
 import type { ConnectionSettings } from "../connection/conninfo.js";
-import { ArchiveError, PgwalError, ProtocolError, ServerError, UsageError } from "../errors.js";
+import { ArchiveError, ConnectionError, PgwalError, ProtocolError, ServerError, UsageError } from "../errors.js";
 import {
   formatLsn,
   isValidSegmentSize,
@@ -32,6 +32,7 @@ import { findStreamingStart } from "../wal/archive-scan.js";
 import type { CompressionSpec } from "../wal/compression.js";
 import { walFileName } from "../wal/names.js";
 import { readSystemIdentifier } from "../wal/page-header.js";
+import type { WalFileSystem } from "../wal/fsync.js";
 import { createWalStorage, type SegmentFile, type WalStorage } from "../wal/storage.js";
 import { Backoff } from "./backoff.js";
 import { FeedbackPolicy } from "./feedback.js";
@@ -58,6 +59,13 @@ export interface ReceiverOptions {
   reconnectDelayMs?: { initial: number; max: number };
   /** Bytes buffered from the socket before it is paused (backpressure). */
   highWaterBytes?: number;
+  /**
+   * A connection silent for this long is dead (ms, default 60 000). At half of it, a status update
+   * asks the server for a reply, so an idle but healthy server always answers in time.
+   */
+  stallTimeoutMs?: number;
+  /** File-system operations of the archive (tests inject slow disks and ENOSPC). */
+  fileSystem?: WalFileSystem;
   /** Upper bound for the flush position reported to the server (e.g. hooks holding the slot). */
   flushCap?: () => Lsn | undefined;
 }
@@ -88,6 +96,7 @@ export interface ReceiverEvents {
 export type ReceiverExit = { reason: "endpos" | "stopped" };
 
 const DEFAULT_HIGH_WATER_BYTES = 8 * 1024 * 1024;
+const DEFAULT_STALL_TIMEOUT_MS = 60_000;
 
 /**
  * The receive loop: connect, choose the start position, stream into the archive, follow
@@ -255,6 +264,7 @@ export class WalReceiver extends EventEmitter<ReceiverEvents> {
       fileMode,
       compression: this.options.compression ?? { method: "none" },
       onWarning: (msg: string, fields?: Record<string, unknown>) => this.log.warn(fields ?? {}, msg),
+      fileSystem: this.options.fileSystem,
     });
     const server = conn.target.socketPath ?? `${conn.target.host}:${conn.target.port}`;
     this.log.info(
@@ -405,6 +415,7 @@ export class WalReceiver extends EventEmitter<ReceiverEvents> {
     this.timeline = timeline;
     this.receivedLsn = this.writtenLsn = this.flushedLsn = start;
     this.exitReason = undefined;
+    this.tickFailure = undefined;
     await startReplication(conn, { slot: this.options.slot, start, timeline });
     this.log.info(
       { lsn: formatLsn(start), timeline },
@@ -527,9 +538,27 @@ export class WalReceiver extends EventEmitter<ReceiverEvents> {
   private startStatusTimer(conn: PgConnection): void {
     this.stopStatusTimer();
     const interval = this.feedback.intervalMs;
-    if (interval <= 0) return;
+    const stallMs = this.options.stallTimeoutMs ?? DEFAULT_STALL_TIMEOUT_MS;
+    this.lastMessageAt = Date.now();
+    let askedForReply = false;
+    // Silence only counts while we wait on the network: a slow disk pauses the socket on purpose.
+    let busyUntil = Date.now();
     const tick = () => {
-      if (this.inBatch || this.idleTick || !this.feedback.isDue()) return;
+      if (this.inBatch || this.idleTick !== undefined || conn.queuedBytes > 0) busyUntil = Date.now();
+      const silentMs = Date.now() - Math.max(this.lastMessageAt, busyUntil);
+      if (silentMs < stallMs / 2) askedForReply = false;
+      else if (silentMs >= stallMs) {
+        conn.fail(new ConnectionError(`no message from the server for ${Math.round(silentMs / 1000)} s: connection considered dead`));
+        return;
+      } else if (!askedForReply && !this.inBatch) {
+        askedForReply = true;
+        try {
+          conn.sendRaw(this.feedback.message(this.writtenLsn, this.flushedLsn, this.options.flushCap?.(), true));
+        } catch {
+          return; // the connection is already gone; the streaming loop reports why
+        }
+      }
+      if (interval <= 0 || this.inBatch || this.idleTick || !this.feedback.isDue()) return;
       this.idleTick = this.periodicStatus(conn)
         .catch((error: unknown) => {
           // Surface through the loop: drop the connection so the pending read fails.
@@ -540,7 +569,7 @@ export class WalReceiver extends EventEmitter<ReceiverEvents> {
           this.idleTick = undefined;
         });
     };
-    this.statusTimer = setInterval(tick, Math.min(interval, 1000));
+    this.statusTimer = setInterval(tick, Math.min(interval > 0 ? interval : 1000, 1000, stallMs / 4));
     this.statusTimer.unref();
   }
 
