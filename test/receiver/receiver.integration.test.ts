@@ -13,6 +13,7 @@ import { silentLogger } from "../../src/receiver/logger.js";
 import { type ReceiverOptions, WalReceiver } from "../../src/receiver/receiver.js";
 import type { CompressionSpec } from "../../src/wal/compression.js";
 import {
+  assertArchiveCovers,
   assertCompleteSegmentsMatchServer,
   assertPartialMatchesServer,
   listArchive,
@@ -273,7 +274,7 @@ describe("restarting on an existing archive", () => {
       const restart = await cluster.sql(
         "SELECT restart_lsn FROM pg_replication_slots WHERE slot_name = 's_kill'",
       );
-      if (restart !== "") await assertArchiveCovers(dir, parseLsn(restart));
+      if (restart !== "") await assertArchiveCovers(dir, cluster, parseLsn(restart));
     }
     await workload;
     const endpos = await someWal(cluster, 100);
@@ -304,24 +305,6 @@ describe("restarting on an existing archive", () => {
     await rm(dir, { recursive: true });
   });
 });
-
-/** The archive holds the server's WAL up to `lsn`: complete segments before it, the rest in a file. */
-async function assertArchiveCovers(dir: string, lsn: Lsn): Promise<void> {
-  const summary = await assertCompleteSegmentsMatchServer(dir, cluster);
-  const segment = lsn / BigInt(cluster.walSegmentSize);
-  const offset = offsetIn(lsn, cluster.walSegmentSize);
-  const name = summary.complete
-    .concat(summary.partial)
-    .find(
-      (n) =>
-        BigInt(`0x${n.slice(16, 24)}`) +
-          (BigInt(`0x${n.slice(8, 16)}`) << 32n) * (0x1_0000_0000n / BigInt(cluster.walSegmentSize)) ===
-        segment,
-    );
-  if (offset === 0) return;
-  assert.ok(name, `no file holds the segment of flushed position ${formatLsn(lsn)}`);
-  if (name.endsWith(".partial")) await assertPartialMatchesServer(dir, name, cluster, offset);
-}
 
 describe("lifecycle", () => {
   test("--endpos already reached exits at once", async () => {

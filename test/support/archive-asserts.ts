@@ -96,3 +96,21 @@ export async function assertPartialMatchesServer(
 export function offsetIn(lsn: Lsn, segmentSize: number): number {
   return Number(lsn % BigInt(segmentSize));
 }
+
+/**
+ * The archive holds the server's WAL up to `lsn` (what the server was told is flushed): complete
+ * segments are identical and contiguous, and the segment holding `lsn` is present up to it.
+ */
+export async function assertArchiveCovers(directory: string, server: PgCluster, lsn: Lsn): Promise<void> {
+  const summary = await assertCompleteSegmentsMatchServer(directory, server);
+  const size = server.walSegmentSize;
+  const offset = offsetIn(lsn, size);
+  if (offset === 0 || lsn === 0n) return;
+  const segNo = lsn / BigInt(size);
+  const holder = summary.complete.concat(summary.partial).find((name) => {
+    const parsed = parseWalFileName(parseArchiveFileName(name)!.walFileName, size);
+    return parsed?.segNo === segNo;
+  });
+  assert.ok(holder, `no file holds the segment of flushed position ${lsn.toString(16)}`);
+  if (holder.endsWith(".partial")) await assertPartialMatchesServer(directory, holder, server, offset);
+}
