@@ -188,13 +188,18 @@ export class WalReceiver extends EventEmitter<ReceiverEvents> {
         const exit = await this.streamOnce(() => {
           progressed = true;
         });
-        if (exit) return exit;
+        if (exit) {
+          await this.connection?.close();
+          this.connection = undefined;
+          return exit;
+        }
         // The server ended the stream without an error (e.g. shutdown): like a disconnect.
         throw new ProtocolError("replication stream was terminated before stop point");
       } catch (error) {
         await this.closeAfterError();
         const typed = toPgwalError(error);
-        if (this.stopRequested && typed.retryable) break;
+        // Stopping while the network fails is still a clean stop; a storage failure is not.
+        if (this.stopRequested && typed instanceof ConnectionError) break;
         if (!typed.retryable || this.options.noLoop) {
           this.emit("disconnected", { error: typed, retryInMs: undefined });
           throw typed;
@@ -449,11 +454,7 @@ export class WalReceiver extends EventEmitter<ReceiverEvents> {
         await this.closeFileAtStop();
       }
       const end = streamEndFromResults(await conn.finishCopy());
-      if (this.exitReason) {
-        await conn.close();
-        this.connection = undefined;
-        return { kind: "stopped" };
-      }
+      if (this.exitReason) return { kind: "stopped" };
       return end;
     } finally {
       this.inBatch = false;
