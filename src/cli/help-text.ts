@@ -44,6 +44,19 @@ Optional actions:
       --create-slot      create the slot named by --slot, then exit
       --drop-slot        drop the slot named by --slot, then exit
 
+Segment hooks (pgwal):
+      --on-segment=COMMAND run COMMAND for each completed segment and history
+                           file, in order, retried until it succeeds
+                           (%p = path, %f = file name, %% = %)
+      --hook-holds-slot    keep the slot at the last segment whose hook succeeded
+      --hook-state-file=PATH
+                           where hook progress is kept (default: per archive
+                           in $STATE_DIRECTORY or ~/.local/state/pgwal)
+
+Monitoring (pgwal):
+      --metrics-listen=HOST:PORT
+                           serve Prometheus /metrics and /healthz there
+
 Logging (pgwal):
       --log-format=FORMAT  json or pretty (default: pretty on a terminal, else json)
       --log-level=LEVEL    trace, debug, info, warn, error, fatal or silent

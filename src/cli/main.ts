@@ -4,6 +4,7 @@
  * pg_receivewal get the same interface, messages and exit codes.
  */
 import path from "node:path";
+import type { CommandIo } from "./command-io.js";
 import { reportFatalError, usageErrorLines } from "./errors-to-exit.js";
 import { ExitCode, type ExitCodeValue } from "./exit-codes.js";
 import { receiveCommandName } from "./help-text.js";
@@ -21,12 +22,7 @@ export function programNameFromScript(scriptPath: string | undefined): string {
   return base === DROP_IN_NAME || base === `${DROP_IN_NAME}.js` ? DROP_IN_NAME : "pgwal";
 }
 
-export interface MainIo {
-  stdout: (text: string) => void;
-  stderr: (text: string) => void;
-  env: NodeJS.ProcessEnv;
-  stderrIsTerminal: boolean;
-}
+export type MainIo = CommandIo;
 
 const defaultIo = (): MainIo => ({
   stdout: (text) => process.stdout.write(text),
@@ -39,11 +35,24 @@ const defaultIo = (): MainIo => ({
 export async function main(
   argv: readonly string[] = process.argv,
   io: MainIo = defaultIo(),
-): Promise<ExitCodeValue> {
+): Promise<number> {
   const programName = programNameFromScript(argv[1]);
   const args = argv.slice(2);
   if (programName === DROP_IN_NAME) return receive(args, programName, io);
   if (args[0] === "receive") return receive(args.slice(1), programName, io);
+  // The archive commands load only what they use: restore runs once per WAL file during recovery.
+  if (args[0] === "restore") {
+    const { runRestoreCommand } = await import("./restore-command.js");
+    return runRestoreCommand(args.slice(1), programName, io);
+  }
+  if (args[0] === "verify") {
+    const { runVerifyCommand } = await import("./verify-command.js");
+    return runVerifyCommand(args.slice(1), programName, io);
+  }
+  if (args[0] === "status") {
+    const { runStatusCommand } = await import("./status-command.js");
+    return runStatusCommand(args.slice(1), programName, io);
+  }
   return topLevel(args, programName, io);
 }
 
@@ -87,6 +96,8 @@ async function receive(args: readonly string[], programName: string, io: MainIo)
       logger,
       askPassword: () => promptPasswordOnTerminal(),
       onSecret: (secret) => secrets.push(secret),
+      // The catch-up line is for people watching a terminal; JSON logs are for machines.
+      progressOutput: io.stderrIsTerminal && format === "pretty" ? io.stderr : undefined,
     });
   } catch (error) {
     const report = reportFatalError(error, {
@@ -113,6 +124,9 @@ async function topLevel(args: readonly string[], programName: string, io: MainIo
       "receive",
       `stream WAL into a directory (drop-in for pg_receivewal; see "${programName} receive --help")`,
     )
+    .command("restore", "restore_command: copy one WAL file from the archive (restore %f %p)")
+    .command("verify", "check every file of an archive (verify DIR)")
+    .command("status", "show what an archive holds and how far behind a server it is (status DIR)")
     .demandCommand(1, "no command given")
     .strict()
     .help("help")

@@ -45,6 +45,20 @@ export interface ReceiveArgs {
   logFormat?: LogFormat;
   /** --log-level; absent = chosen from -v. */
   logLevel?: LogLevel;
+  /** --on-segment: shell command run for every completed segment and history file (%p, %f). */
+  onSegment?: string;
+  /** --hook-holds-slot: report as flushed only WAL whose segment hook succeeded. */
+  hookHoldsSlot: boolean;
+  /** --hook-state-file; absent = defaultHookStateFile(directory). */
+  hookStateFile?: string;
+  /** --metrics-listen host:port for /metrics and /healthz. */
+  metricsListen?: ListenAddress;
+}
+
+/** Where the metrics endpoint listens: an explicit host (never a wildcard by default) and a port (0 = any free one). */
+export interface ListenAddress {
+  host: string;
+  port: number;
 }
 
 export interface ParseContext {
@@ -83,7 +97,11 @@ type OptionKey =
   | "noPassword"
   | "password"
   | "logFormat"
-  | "logLevel";
+  | "logLevel"
+  | "onSegment"
+  | "hookHoldsSlot"
+  | "hookStateFile"
+  | "metricsListen";
 
 interface ReceiveOptionSpec extends OptionSpec {
   key: OptionKey;
@@ -115,6 +133,10 @@ export const RECEIVE_OPTIONS: readonly ReceiveOptionSpec[] = [
   { key: "noSync", long: "no-sync", takesValue: false, env: "boolean" },
   { key: "logFormat", long: "log-format", takesValue: true, env: "string" },
   { key: "logLevel", long: "log-level", takesValue: true, env: "string" },
+  { key: "onSegment", long: "on-segment", takesValue: true, env: "string" },
+  { key: "hookHoldsSlot", long: "hook-holds-slot", takesValue: false, env: "boolean" },
+  { key: "hookStateFile", long: "hook-state-file", takesValue: true, env: "string" },
+  { key: "metricsListen", long: "metrics-listen", takesValue: true, env: "string" },
 ];
 
 /** PGWAL_DIRECTORY for --directory, PGWAL_NO_LOOP for --no-loop, … */
@@ -236,6 +258,14 @@ function validate(given: GivenValues, operands: readonly string[]): ReceiveArgs 
     throw new OptionProblem("no target directory specified", true);
   }
   const compression = parseCompression(strings.compress);
+  const hookHoldsSlot = flags.hookHoldsSlot === true;
+  if (hookHoldsSlot && strings.onSegment === undefined)
+    throw new OptionProblem("--hook-holds-slot needs a hook given with --on-segment", true);
+  // Without a slot the server is never told a flush position, so there is nothing to hold.
+  if (hookHoldsSlot && strings.slot === undefined)
+    throw new OptionProblem("--hook-holds-slot needs a slot to be specified using --slot", true);
+  if (strings.onSegment !== undefined && strings.onSegment.trim() === "")
+    throw new OptionProblem("--on-segment needs a command", true);
 
   const args: ReceiveArgs = {
     ifNotExists: flags.ifNotExists === true,
@@ -248,6 +278,7 @@ function validate(given: GivenValues, operands: readonly string[]): ReceiveArgs 
     createSlot,
     dropSlot,
     passwordPrompt: given.prompt ?? "auto",
+    hookHoldsSlot,
   };
   if (strings.directory !== undefined) args.directory = strings.directory;
   if (given.endpos !== undefined && given.endpos !== 0n) args.endpos = given.endpos;
@@ -260,7 +291,31 @@ function validate(given: GivenValues, operands: readonly string[]): ReceiveArgs 
     args.logFormat = parseChoice<LogFormat>(strings.logFormat, "--log-format", ["json", "pretty"]);
   if (strings.logLevel !== undefined)
     args.logLevel = parseChoice(strings.logLevel, "--log-level", LOG_LEVELS);
+  if (strings.onSegment !== undefined) args.onSegment = strings.onSegment;
+  if (strings.hookStateFile !== undefined) args.hookStateFile = strings.hookStateFile;
+  if (strings.metricsListen !== undefined) {
+    const address = parseListenAddress(strings.metricsListen);
+    if (address === undefined) {
+      throw new OptionProblem(
+        `invalid value "${strings.metricsListen}" for option --metrics-listen (expected HOST:PORT, e.g. 127.0.0.1:9187 or [::1]:9187)`,
+        true,
+      );
+    }
+    args.metricsListen = address;
+  }
   return args;
+}
+
+/**
+ * "127.0.0.1:9187", "[::1]:9187", "localhost:0". The host is required: an exporter that listens
+ * on every interface must be asked for explicitly ("0.0.0.0:9187").
+ */
+export function parseListenAddress(text: string): ListenAddress | undefined {
+  const match = /^(?:\[([^\]]+)\]|([^:[\]]+)):([0-9]{1,5})$/.exec(text.trim());
+  if (!match) return undefined;
+  const port = Number(match[3]);
+  if (port > 65535) return undefined;
+  return { host: (match[1] ?? match[2])!, port };
 }
 
 function parseCompression(text: string | undefined): CompressionSpec {

@@ -5,18 +5,25 @@
  * a signal, --endpos, or an error it cannot retry.
  */
 import { opendir } from "node:fs/promises";
+import path from "node:path";
 import { identifySystem } from "../connection/commands.js";
 import type { ConnectionSettings } from "../connection/conninfo.js";
 import { UsageError } from "../errors.js";
+import { defaultHookStateFile, SegmentHookRunner } from "../hooks/segment-hooks.js";
 import { formatLsn } from "../lsn.js";
 import type { ReceiverLogger } from "../receiver/logger.js";
 import { WalReceiver } from "../receiver/receiver.js";
 import { buildConnectionSettings, connectFirst } from "./connect.js";
 import { ExitCode, type ExitCodeValue } from "./exit-codes.js";
+import { ReceiverMetrics } from "./metrics.js";
+import { formatListenAddress, type MetricsServer, startMetricsServer } from "./metrics-server.js";
 import type { ReceiveArgs } from "./options.js";
 import type { PromptResult } from "./password-prompt.js";
+import { ProgressLine, type ProgressSample } from "./progress-line.js";
+import { checkServerVersionForStreaming } from "./server-version.js";
 import { handleStopSignals, type SignalSource, type StopSignal } from "./signals.js";
 import { runSlotAction } from "./slot-commands.js";
+import { SystemdNotifier } from "./systemd-notify.js";
 
 export interface ReceiveCommandContext {
   programName: string;
@@ -29,6 +36,8 @@ export interface ReceiveCommandContext {
   forceExit?: (signal: StopSignal) => void;
   /** Receives every password the command learns, so error output can mask it. */
   onSecret?: (secret: string) => void;
+  /** Where the catch-up progress line goes (a terminal); absent = no progress line. */
+  progressOutput?: (text: string) => void;
 }
 
 /** Runs the command; resolves to the exit code, or throws a PgwalError for the caller to report. */
@@ -50,6 +59,7 @@ export async function runReceiveCommand(
   if (settings.password !== undefined) context.onSecret?.(settings.password);
 
   try {
+    checkServerVersionForStreaming(connection.serverVersionNum, connection.parameters.get("server_version"));
     const identity = await identifySystem(connection);
     if (identity.dbname !== null) {
       throw new UsageError(
@@ -80,10 +90,26 @@ async function stream(
   settings: ConnectionSettings,
   context: ReceiveCommandContext,
 ): Promise<ExitCodeValue> {
-  const { logger } = context;
+  const directory = args.directory!;
+  // The receiver is created below; the line only samples it once streaming has begun.
+  let positions: (() => ProgressSample) | undefined;
+  const progress: ProgressLine | undefined =
+    context.progressOutput === undefined
+      ? undefined
+      : new ProgressLine({ write: context.progressOutput, sample: () => positions?.() });
+  const logger = progress === undefined ? context.logger : progress.wrapLogger(context.logger);
+  const hooks =
+    args.onSegment === undefined
+      ? undefined
+      : new SegmentHookRunner({
+          command: args.onSegment,
+          directory,
+          stateFile: args.hookStateFile ?? (await defaultHookStateFile(directory, context.env)),
+          logger,
+        });
   const receiver = new WalReceiver({
     connection: settings,
-    directory: args.directory!,
+    directory,
     slot: args.slot,
     synchronous: args.synchronous,
     noSync: args.noSync,
@@ -92,7 +118,61 @@ async function stream(
     noLoop: args.noLoop,
     compression: args.compression,
     logger,
+    flushCap: args.hookHoldsSlot && hooks !== undefined ? () => hooks.holdPosition : undefined,
   });
+  positions = () => receiver.positions;
+  let hookStartFailure: unknown;
+  if (hooks !== undefined) {
+    receiver.on("connected", (event) => {
+      hooks.start(event.segmentSize).catch((error: unknown) => {
+        // Without its state file the runner cannot tell what is done: stop rather than re-run everything.
+        hookStartFailure ??= error;
+        receiver.stop();
+      });
+    });
+    receiver.on("segment", (event) => hooks.enqueue(path.basename(event.path)));
+    receiver.on("history", (event) => hooks.enqueue(path.basename(event.path)));
+  }
+  const notifier = new SystemdNotifier({ env: context.env, logger });
+  if (notifier.enabled) {
+    notifier.startWatchdog();
+    receiver.on(
+      "streaming",
+      (event) =>
+        void notifier.ready(`streaming from ${formatLsn(event.start)} on timeline ${event.timeline}`),
+    );
+    receiver.on(
+      "disconnected",
+      (event) =>
+        void notifier.status(
+          event.retryInMs === undefined
+            ? `stopped: ${event.error.message}`
+            : `disconnected: ${event.error.message}; reconnecting in ${(event.retryInMs / 1000).toFixed(1)} s`,
+        ),
+    );
+  }
+  const statusTimer = notifier.enabled
+    ? setInterval(() => {
+        if (receiver.positions.lastMessageAt > 0) void notifier.status(describePosition(receiver.positions));
+      }, STATUS_NOTIFY_INTERVAL_MS).unref()
+    : undefined;
+  const metrics =
+    args.metricsListen === undefined
+      ? undefined
+      : new ReceiverMetrics(receiver, { statusIntervalSeconds: args.statusIntervalSeconds, hooks });
+  let metricsServer: MetricsServer | undefined;
+  if (metrics !== undefined && args.metricsListen !== undefined) {
+    metricsServer = await startMetricsServer(metrics, args.metricsListen);
+    const where = formatListenAddress(metricsServer.address);
+    logger.info(
+      { listen: where, port: metricsServer.address.port },
+      `serving metrics on http://${where}/metrics and health on http://${where}/healthz`,
+    );
+  }
+  if (progress !== undefined) {
+    receiver.on("streaming", () => progress.start());
+  }
+
   const removeSignalHandlers = handleStopSignals(
     {
       stop: (signal) => {
@@ -108,19 +188,45 @@ async function stream(
     },
     context.signals,
   );
+  let stopReason = "stopped";
   try {
     const exit = await receiver.run();
+    if (hookStartFailure !== undefined) throw hookStartFailure;
     const { written, timeline } = receiver.positions;
     if (exit.reason === "endpos") {
+      stopReason = `stopped at --endpos ${formatLsn(written)}`;
       logger.info(
         { lsn: formatLsn(written), timeline },
         `stopped log streaming at ${formatLsn(written)} (timeline ${timeline})`,
       );
     }
     return ExitCode.Success;
+  } catch (error) {
+    stopReason = `failed: ${error instanceof Error ? error.message : String(error)}`;
+    throw error;
   } finally {
+    progress?.stop();
+    metrics?.markStopped();
+    if (statusTimer !== undefined) clearInterval(statusTimer);
+    // The hook in progress finishes (it may be copying the segment somewhere); no new one starts.
+    if (hooks !== undefined) {
+      if (hooks.pendingCount > 0)
+        logger.info({ pending: hooks.pendingCount }, "waiting for the running segment hook before exiting");
+      await hooks.stop();
+    }
+    await notifier.stopping(stopReason);
+    await metricsServer?.close();
     removeSignalHandlers();
   }
+}
+
+/** How often systemd's STATUS= line follows the positions (it only changes when they do). */
+const STATUS_NOTIFY_INTERVAL_MS = 5000;
+
+/** One line for `systemctl status`: where streaming is and how far behind the server. */
+export function describePosition(p: WalReceiver["positions"]): string {
+  const lag = p.serverEnd > p.flushed ? p.serverEnd - p.flushed : 0n;
+  return `streaming timeline ${p.timeline}: received ${formatLsn(p.received)}, flushed ${formatLsn(p.flushed)}, server ${formatLsn(p.serverEnd)} (lag ${lag} bytes)`;
 }
 
 /** pg_receivewal opens the directory before connecting, so a typo fails at once. */

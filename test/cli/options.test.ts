@@ -37,6 +37,7 @@ test("defaults match pg_receivewal's", () => {
     createSlot: false,
     dropSlot: false,
     passwordPrompt: "auto",
+    hookHoldsSlot: false,
   });
 });
 

@@ -1,0 +1,71 @@
+/**
+ * The HTTP side of --metrics-listen: GET /metrics (Prometheus text format) and GET /healthz
+ * (200 while healthy, else 503, with the reason as text). It listens only where it is told.
+ */
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { UsageError } from "../errors.js";
+import type { ReceiverMetrics } from "./metrics.js";
+import type { ListenAddress } from "./options.js";
+
+export interface MetricsServer {
+  /** Where it listens (the real port when 0 was asked for). */
+  address: ListenAddress;
+  close(): Promise<void>;
+}
+
+export async function startMetricsServer(
+  metrics: ReceiverMetrics,
+  listen: ListenAddress,
+): Promise<MetricsServer> {
+  const server: Server = createServer((request, response) => {
+    const path = (request.url ?? "/").split("?")[0];
+    if (request.method !== "GET" && request.method !== "HEAD") {
+      response
+        .writeHead(405, { allow: "GET, HEAD", "content-type": "text/plain" })
+        .end("method not allowed\n");
+      return;
+    }
+    if (path === "/metrics") {
+      metrics.registry.metrics().then(
+        (text) => response.writeHead(200, { "content-type": metrics.registry.contentType }).end(text),
+        (error: unknown) =>
+          response.writeHead(500, { "content-type": "text/plain" }).end(`${String(error)}\n`),
+      );
+      return;
+    }
+    if (path === "/healthz") {
+      const health = metrics.health();
+      response
+        .writeHead(health.healthy ? 200 : 503, { "content-type": "text/plain", "cache-control": "no-store" })
+        .end(`${health.healthy ? "ok" : "unhealthy"}: ${health.reason}\n`);
+      return;
+    }
+    response.writeHead(404, { "content-type": "text/plain" }).end("try /metrics or /healthz\n");
+  });
+  // A scrape must never keep the process alive after the receiver stopped.
+  server.unref();
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", (error) =>
+      reject(
+        new UsageError(`could not listen on ${formatListenAddress(listen)} for metrics: ${error.message}`, {
+          cause: error,
+        }),
+      ),
+    );
+    server.listen({ host: listen.host, port: listen.port }, () => resolve());
+  });
+  const bound = server.address() as AddressInfo;
+  return {
+    address: { host: listen.host, port: bound.port },
+    close: () =>
+      new Promise((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+export function formatListenAddress(address: ListenAddress): string {
+  return address.host.includes(":") ? `[${address.host}]:${address.port}` : `${address.host}:${address.port}`;
+}

@@ -1,0 +1,61 @@
+/**
+ * `pgwal restore %f %p [--directory DIR]`, for restore_command. Exit 0 when restored; 1 when the
+ * archive does not have the file, printing nothing (recovery asks for files past the end of the
+ * archive all the time, and treats any failure as "not there"); 3 with one line on stderr when the
+ * file is corrupt, the copy failed, or the command line is wrong (so a typo in postgresql.conf
+ * shows in the server log instead of looking like the end of the archive).
+ */
+import { RESTORE_EXIT, restoreExitCode, restoreFile } from "../archive/restore.js";
+import type { CommandIo } from "./command-io.js";
+import { DIRECTORY_OPTION, directoryFrom, parseSubcommandArgs } from "./subcommand-args.js";
+
+export function restoreHelpText(programName: string): string {
+  return `${programName} restore copies one file from a pgwal archive to where PostgreSQL asks for it.
+
+Usage:
+  ${programName} restore [--directory=DIR] WALFILE DESTINATION
+
+In postgresql.conf:
+  restore_command = '${programName} restore --directory=/var/lib/pgwal/archive %f %p'
+
+Options:
+  -D, --directory=DIR    the archive (default: $PGWAL_DIRECTORY)
+  -?, --help             show this help, then exit
+
+Segments stored compressed (.gz, .lz4) or as .partial are restored as plain, full-size segments
+after their page headers are checked.
+
+Exit status: 0 restored; 1 not in the archive (nothing printed); 3 corrupt file, I/O error or
+wrong usage (one line on stderr).
+`;
+}
+
+export async function runRestoreCommand(
+  argv: readonly string[],
+  programName: string,
+  io: CommandIo,
+): Promise<number> {
+  const fail = (message: string): number => {
+    io.stderr(`${programName}: error: ${message}\n`);
+    return RESTORE_EXIT.failed;
+  };
+  const parsed = parseSubcommandArgs(argv, [DIRECTORY_OPTION]);
+  if (!parsed.ok) return fail(parsed.message);
+  if (parsed.args.help) {
+    io.stdout(restoreHelpText(programName));
+    return RESTORE_EXIT.restored;
+  }
+  const [fileName, destination, ...extra] = parsed.args.operands;
+  if (fileName === undefined || destination === undefined)
+    return fail("restore needs the WAL file name and the destination path (%f %p)");
+  if (extra.length > 0) return fail(`too many command-line arguments (first is "${extra[0]}")`);
+  const directory = directoryFrom(parsed.args, io.env);
+  if (directory === undefined) return fail("no archive directory specified (--directory or PGWAL_DIRECTORY)");
+  try {
+    return restoreExitCode(await restoreFile(directory, fileName, destination));
+  } catch (error) {
+    const code = restoreExitCode(error);
+    if (code === RESTORE_EXIT.failed) fail(error instanceof Error ? error.message : String(error));
+    return code;
+  }
+}
