@@ -79,7 +79,8 @@ export class PgConnection {
     this.queue = new MessageQueue(options.highWaterBytes ?? DEFAULT_HIGH_WATER_BYTES, (paused) =>
       paused ? socket.pause() : socket.resume(),
     );
-    socket.on("data", (chunk: Buffer) => this.onData(chunk));
+    if (transport.slabReader) transport.slabReader.setSink((chunk) => this.onData(chunk));
+    else socket.on("data", (chunk: Buffer) => this.onData(chunk));
     socket.on("error", (error: Error) => this.onTransportError(error));
     socket.on("close", () => this.onTransportError(new ConnectionError(this.closedText())));
     socket.resume();
@@ -153,9 +154,13 @@ export class PgConnection {
     for (const useTls of attempts) {
       let connection: PgConnection | undefined;
       try {
+        const startedAt = Date.now();
         const transport = await openTransport(settings, target, useTls);
         connection = new PgConnection(transport, settings, options);
-        await connection.startup();
+        const timeout = settings.connectTimeoutMs;
+        await connection.startupWithin(
+          timeout === undefined ? undefined : timeout - (Date.now() - startedAt),
+        );
         return connection;
       } catch (error) {
         connection?.destroy();
@@ -208,6 +213,27 @@ export class PgConnection {
   private write(bytes: Buffer): void {
     if (this.closed) throw this.queue.failed ?? new ConnectionError(this.closedText());
     this.transport.socket.write(bytes);
+  }
+
+  /**
+   * Startup and authentication, bounded like libpq's connect_timeout: the limit covers the whole
+   * attempt, so a server (or proxy) that accepts the TCP connection and then stays silent fails
+   * instead of hanging forever. `remainingMs` undefined means no limit.
+   */
+  private async startupWithin(remainingMs: number | undefined): Promise<void> {
+    if (remainingMs === undefined) return this.startup();
+    const timer = setTimeout(
+      () => {
+        this.onTransportError(new ConnectionError(`${connectionFailedPrefix(this.target)}: timeout expired`));
+        this.transport.socket.destroy();
+      },
+      Math.max(remainingMs, 0),
+    );
+    try {
+      await this.startup();
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   private async startup(): Promise<void> {

@@ -5,6 +5,7 @@ import { ConnectionError } from "../errors.js";
 import { sslRequest } from "../protocol/frontend.js";
 import type { ConnectionSettings, HostTarget, SslMode } from "./conninfo.js";
 import { describeTarget, effectiveSslMode } from "./conninfo.js";
+import { SlabReader } from "./slab-reader.js";
 
 /** A connected byte stream to one server, plain or TLS, before the startup packet. */
 export interface Transport {
@@ -12,18 +13,25 @@ export interface Transport {
   /** Present when TLS is in use: the server certificate's DER, for SCRAM channel binding. */
   peerCertificateDer?: Buffer;
   target: HostTarget;
+  /** Set for plaintext sockets that read into slabs; absent for TLS (bytes come as 'data' events). */
+  slabReader?: SlabReader;
 }
 
 /** TCP keepalive as libpq enables it by default, so dead peers are noticed on idle streams. */
 const KEEPALIVE_DELAY_MS = 30_000;
 
 /** Opens a TCP or unix-domain socket to `target`, failing after `timeoutMs` (0 = no limit). */
-export function openSocket(target: HostTarget, timeoutMs: number | undefined): Promise<net.Socket> {
+export function openSocket(
+  target: HostTarget,
+  timeoutMs: number | undefined,
+  slabReader?: SlabReader,
+): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
+    const onread = slabReader?.onread;
     const socket =
       target.socketPath !== undefined
-        ? net.connect({ path: target.socketPath })
-        : net.connect({ host: target.hostaddr ?? target.host, port: target.port, noDelay: true });
+        ? net.connect({ path: target.socketPath, onread })
+        : net.connect({ host: target.hostaddr ?? target.host, port: target.port, noDelay: true, onread });
     let timer: NodeJS.Timeout | undefined;
     const fail = (error: Error) => {
       if (timer) clearTimeout(timer);
@@ -166,8 +174,42 @@ export async function openTransport(
   target: HostTarget,
   useTls: boolean,
 ): Promise<Transport> {
+  if (!useTls || target.socketPath !== undefined) {
+    // Known to stay plaintext: read into slabs from the start.
+    const slabReader = new SlabReader();
+    return { socket: await openSocket(target, settings.connectTimeoutMs, slabReader), target, slabReader };
+  }
+  const startedAt = Date.now();
   const socket = await openSocket(target, settings.connectTimeoutMs);
-  if (!useTls || target.socketPath !== undefined) return { socket, target };
+  const timeoutMs = settings.connectTimeoutMs;
+  // connect_timeout bounds the whole attempt, the SSL negotiation included (as in libpq).
+  let timedOut = false;
+  const timer =
+    timeoutMs === undefined
+      ? undefined
+      : setTimeout(
+          () => {
+            timedOut = true;
+            socket.destroy();
+          },
+          Math.max(0, timeoutMs - (Date.now() - startedAt)),
+        );
+  try {
+    return await negotiateTls(settings, target, socket);
+  } catch (error) {
+    if (timedOut)
+      throw new ConnectionError(`${connectionFailedPrefix(target)}: timeout expired`, { cause: error });
+    throw error;
+  } finally {
+    if (timer) clearTimeout(timer);
+  }
+}
+
+async function negotiateTls(
+  settings: ConnectionSettings,
+  target: HostTarget,
+  socket: net.Socket,
+): Promise<Transport> {
   const mode = effectiveSslMode(settings);
   try {
     const answer = await readSslResponse(socket, target);

@@ -13,9 +13,17 @@ import {
 } from "../connection/commands.js";
 import { PgConnection } from "../connection/connection.js";
 import type { ConnectionSettings } from "../connection/conninfo.js";
-import { ArchiveError, ConnectionError, PgwalError, ProtocolError, ServerError, UsageError } from "../errors.js";
+import {
+  ArchiveError,
+  ConnectionError,
+  PgwalError,
+  ProtocolError,
+  ServerError,
+  UsageError,
+} from "../errors.js";
 import {
   formatLsn,
+  INVALID_LSN,
   isValidSegmentSize,
   type Lsn,
   segmentNumberOf,
@@ -30,9 +38,9 @@ import {
 } from "../protocol/replication.js";
 import { findStreamingStart } from "../wal/archive-scan.js";
 import type { CompressionSpec } from "../wal/compression.js";
+import type { WalFileSystem } from "../wal/fsync.js";
 import { walFileName } from "../wal/names.js";
 import { readSystemIdentifier } from "../wal/page-header.js";
-import type { WalFileSystem } from "../wal/fsync.js";
 import { createWalStorage, type SegmentFile, type WalStorage } from "../wal/storage.js";
 import { Backoff } from "./backoff.js";
 import { FeedbackPolicy } from "./feedback.js";
@@ -118,6 +126,8 @@ export class WalReceiver extends EventEmitter<ReceiverEvents> {
   private writtenLsn: Lsn = 0n;
   /** End of WAL known durable: the only position ever reported as flush. */
   private flushedLsn: Lsn = 0n;
+  /** An fsync happened on the current stream (before it, flush is reported as 0). */
+  private syncedOnStream = false;
   /** Latest end of WAL the server told us about (keepalives, XLogData). */
   private serverEndLsn: Lsn = 0n;
   private lastMessageAt = 0;
@@ -421,6 +431,7 @@ export class WalReceiver extends EventEmitter<ReceiverEvents> {
     this.receivedLsn = this.writtenLsn = this.flushedLsn = start;
     this.exitReason = undefined;
     this.tickFailure = undefined;
+    this.syncedOnStream = false;
     await startReplication(conn, { slot: this.options.slot, start, timeline });
     this.log.info(
       { lsn: formatLsn(start), timeline },
@@ -533,7 +544,16 @@ export class WalReceiver extends EventEmitter<ReceiverEvents> {
   }
 
   private sendFeedback(conn: PgConnection): void {
-    conn.sendRaw(this.feedback.message(this.writtenLsn, this.flushedLsn, this.options.flushCap?.()));
+    conn.sendRaw(this.feedback.message(this.writtenLsn, this.reportableFlush(), this.options.flushCap?.()));
+  }
+
+  /**
+   * Until something was fsynced on this stream, flush is reported as 0 (which the server ignores)
+   * rather than the start position: pgwal does not hold the WAL before it when it starts from the
+   * server's or a slot's position, and the server must never be told otherwise.
+   */
+  private reportableFlush(): Lsn {
+    return this.syncedOnStream ? this.flushedLsn : INVALID_LSN;
   }
 
   private startStatusTimer(conn: PgConnection): void {
@@ -549,12 +569,18 @@ export class WalReceiver extends EventEmitter<ReceiverEvents> {
       const silentMs = Date.now() - Math.max(this.lastMessageAt, busyUntil);
       if (silentMs < stallMs / 2) askedForReply = false;
       else if (silentMs >= stallMs) {
-        conn.fail(new ConnectionError(`no message from the server for ${Math.round(silentMs / 1000)} s: connection considered dead`));
+        conn.fail(
+          new ConnectionError(
+            `no message from the server for ${Math.round(silentMs / 1000)} s: connection considered dead`,
+          ),
+        );
         return;
       } else if (!askedForReply && !this.inBatch) {
         askedForReply = true;
         try {
-          conn.sendRaw(this.feedback.message(this.writtenLsn, this.flushedLsn, this.options.flushCap?.(), true));
+          conn.sendRaw(
+            this.feedback.message(this.writtenLsn, this.reportableFlush(), this.options.flushCap?.(), true),
+          );
         } catch {
           return; // the connection is already gone; the streaming loop reports why
         }
@@ -613,6 +639,7 @@ export class WalReceiver extends EventEmitter<ReceiverEvents> {
   }
 
   private setFlushed(lsn: Lsn): void {
+    this.syncedOnStream = true;
     if (lsn <= this.flushedLsn) return;
     this.flushedLsn = lsn;
     this.emit("flushed", { lsn, timeline: this.timeline });

@@ -334,7 +334,7 @@ describe("replication commands", () => {
       while (filled < segmentSize) {
         const batch = await conn.takeCopyData();
         for (const payload of batch) {
-          if (payload[0] !== XLOG_DATA) continue;
+          if (payload[0] !== XLOG_DATA || filled >= segmentSize) continue;
           const msg = parseXLogData(payload);
           assert.equal(msg.start, start + BigInt(filled));
           const take = Math.min(msg.data.length, segmentSize - filled);
