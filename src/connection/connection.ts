@@ -35,6 +35,7 @@ import type { ConnectionSettings, HostTarget } from "./conninfo.js";
 import { effectiveSslMode } from "./conninfo.js";
 import { MessageQueue } from "./message-queue.js";
 import { lookupPgpass } from "./pgpass.js";
+import type { RingChunk } from "./read-ring.js";
 import { connectionFailedPrefix, openTransport, type Transport } from "./transport.js";
 
 /** Result of one statement of a simple query, values as text (replication commands answer in text). */
@@ -67,6 +68,8 @@ export class PgConnection {
   private readonly queue: MessageQueue;
   private closed = false;
   private inCopy = false;
+  /** Backpressure: too many unread messages are queued. */
+  private queueFull = false;
   /** ReadyForQuery seen once: errors before it are connection failures. */
   private ready = false;
 
@@ -76,11 +79,21 @@ export class PgConnection {
     private readonly options: ConnectOptions,
   ) {
     const socket = transport.socket;
-    this.queue = new MessageQueue(options.highWaterBytes ?? DEFAULT_HIGH_WATER_BYTES, (paused) =>
-      paused ? socket.pause() : socket.resume(),
+    const ring = transport.readRing;
+    this.queue = new MessageQueue(
+      options.highWaterBytes ?? DEFAULT_HIGH_WATER_BYTES,
+      (paused) => {
+        this.queueFull = paused;
+        this.updateFlow();
+      },
+      () => ring?.reclaim(),
     );
-    if (transport.slabReader) transport.slabReader.setSink((chunk) => this.onData(chunk));
-    else socket.on("data", (chunk: Buffer) => this.onData(chunk));
+    if (ring) {
+      ring.whenRoom(() => this.updateFlow());
+      ring.setSink((chunk, owner) => this.onData(chunk, owner));
+    } else {
+      socket.on("data", (chunk: Buffer) => this.onData(chunk));
+    }
     socket.on("error", (error: Error) => this.onTransportError(error));
     socket.on("close", () => this.onTransportError(new ConnectionError(this.closedText())));
     socket.resume();
@@ -175,9 +188,22 @@ export class PgConnection {
     return `${connectionFailedPrefix(this.target).replace(/ failed$/, "")}: server closed the connection unexpectedly\n\tThis probably means the server terminated abnormally before or while processing the request.`;
   }
 
-  private onData(chunk: Buffer): void {
+  /** Reads only while the queue has room and, for ring reads, the ring does too. */
+  private updateFlow(): void {
+    const socket = this.transport.socket;
+    const ring = this.transport.readRing;
+    if (this.queueFull || (ring !== undefined && !ring.hasRoom)) socket.pause();
+    else socket.resume();
+  }
+
+  private onData(chunk: Buffer, owner?: RingChunk): void {
+    this.chunkOwner = owner;
     try {
-      this.framer.push(chunk, (type, body) => this.route(type, body));
+      this.framer.push(chunk, (type, body) => this.route(type, body, chunk));
+      if (owner) {
+        owner.parsed = true;
+        this.transport.readRing!.reclaim();
+      }
     } catch (error) {
       this.onTransportError(error instanceof Error ? error : new ProtocolError(String(error)));
       this.transport.socket.destroy();
@@ -185,7 +211,10 @@ export class PgConnection {
   }
 
   /** Asynchronous messages are handled here; everything else goes to whoever consumes the queue. */
-  private route(type: number, body: Buffer): void {
+  /** The ring chunk being parsed: message bodies that are views of it are owned by it. */
+  private chunkOwner: RingChunk | undefined;
+
+  private route(type: number, body: Buffer, chunk: Buffer): void {
     if (type === Backend.ParameterStatus) {
       const { name, value } = parseParameterStatus(body);
       this.parameters.set(name, value);
@@ -194,7 +223,9 @@ export class PgConnection {
     } else if (type === Backend.NotificationResponse) {
       // LISTEN is meaningless on a replication connection; ignore.
     } else {
-      this.queue.push(type, body);
+      // A body assembled from several reads lives in its own memory and pins no ring chunk.
+      const isView = body.buffer === chunk.buffer;
+      this.queue.push(type, body, isView ? this.chunkOwner : undefined);
     }
   }
 

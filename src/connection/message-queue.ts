@@ -1,4 +1,5 @@
 import { Backend } from "../protocol/message-types.js";
+import type { RingChunk } from "./read-ring.js";
 
 /**
  * Backend messages waiting for their consumer, with the backpressure hook the socket needs.
@@ -8,10 +9,17 @@ import { Backend } from "../protocol/message-types.js";
  * CopyData at the head at once (streaming), which is what lets the receiver batch its writes.
  * Once the transport has failed, queued messages are still delivered first: an ErrorResponse
  * that explains why the server hung up must not be lost behind the socket's "closed" event.
+ *
+ * Bodies may be views into a reused read ring: what a consumer was handed stays valid until its
+ * next call to `next` or `takeCopyData`, which gives the memory back (`onReturn`).
  */
 export class MessageQueue {
   private types: number[] = [];
   private bodies: Buffer[] = [];
+  /** The ring chunk each body is a view of (undefined for bodies in their own memory). */
+  private owners: (RingChunk | undefined)[] = [];
+  /** Owners of the bodies handed to the consumer by its last call. */
+  private lent: (RingChunk | undefined)[] = [];
   private queuedBytes = 0;
   private failure: Error | undefined;
   private interrupted = false;
@@ -21,6 +29,7 @@ export class MessageQueue {
   constructor(
     private readonly highWaterBytes: number,
     private readonly onPressure: (paused: boolean) => void,
+    private readonly onReturn: () => void = () => {},
   ) {}
 
   private pausedByUs = false;
@@ -29,9 +38,11 @@ export class MessageQueue {
     return this.queuedBytes;
   }
 
-  push(type: number, body: Buffer): void {
+  push(type: number, body: Buffer, owner?: RingChunk): void {
     this.types.push(type);
     this.bodies.push(body);
+    this.owners.push(owner);
+    if (owner) owner.outstanding++;
     this.queuedBytes += body.length;
     if (!this.pausedByUs && this.queuedBytes >= this.highWaterBytes) {
       this.pausedByUs = true;
@@ -58,9 +69,11 @@ export class MessageQueue {
 
   /** Next message of any type. */
   async next(): Promise<{ type: number; body: Buffer }> {
+    this.returnLent();
     await this.waitForMessages();
     const type = this.types.shift()!;
     const body = this.bodies.shift()!;
+    this.lent = [this.owners.shift()];
     this.consumed(body.length);
     return { type, body };
   }
@@ -71,6 +84,7 @@ export class MessageQueue {
    * or when `interrupt` was called.
    */
   async takeCopyData(): Promise<Buffer[]> {
+    this.returnLent();
     await this.waitForMessages(true);
     if (this.interrupted) {
       this.interrupted = false;
@@ -83,16 +97,34 @@ export class MessageQueue {
     let taken: Buffer[];
     if (count === types.length) {
       taken = this.bodies;
+      this.lent = this.owners;
       this.types = [];
       this.bodies = [];
+      this.owners = [];
     } else {
       taken = this.bodies.splice(0, count);
+      this.lent = this.owners.splice(0, count);
       types.splice(0, count);
     }
     let bytes = 0;
     for (const body of taken) bytes += body.length;
     this.consumed(bytes);
     return taken;
+  }
+
+  /** The consumer is done with what it was handed last: its ring memory may be reused. */
+  private returnLent(): void {
+    const lent = this.lent;
+    if (lent.length === 0) return;
+    this.lent = [];
+    let fromRing = false;
+    for (const owner of lent) {
+      if (owner) {
+        owner.outstanding--;
+        fromRing = true;
+      }
+    }
+    if (fromRing) this.onReturn();
   }
 
   private consumed(bytes: number): void {

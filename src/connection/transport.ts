@@ -5,7 +5,7 @@ import { ConnectionError } from "../errors.js";
 import { sslRequest } from "../protocol/frontend.js";
 import type { ConnectionSettings, HostTarget, SslMode } from "./conninfo.js";
 import { describeTarget, effectiveSslMode } from "./conninfo.js";
-import { SlabReader } from "./slab-reader.js";
+import { ReadRing } from "./read-ring.js";
 
 /** A connected byte stream to one server, plain or TLS, before the startup packet. */
 export interface Transport {
@@ -13,8 +13,8 @@ export interface Transport {
   /** Present when TLS is in use: the server certificate's DER, for SCRAM channel binding. */
   peerCertificateDer?: Buffer;
   target: HostTarget;
-  /** Set for plaintext sockets that read into slabs; absent for TLS (bytes come as 'data' events). */
-  slabReader?: SlabReader;
+  /** Set for plaintext sockets that read into a reused ring; absent for TLS (bytes come as 'data' events). */
+  readRing?: ReadRing;
 }
 
 /** TCP keepalive as libpq enables it by default, so dead peers are noticed on idle streams. */
@@ -24,10 +24,10 @@ const KEEPALIVE_DELAY_MS = 30_000;
 export function openSocket(
   target: HostTarget,
   timeoutMs: number | undefined,
-  slabReader?: SlabReader,
+  readRing?: ReadRing,
 ): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
-    const onread = slabReader?.onread;
+    const onread = readRing?.onread;
     const socket =
       target.socketPath !== undefined
         ? net.connect({ path: target.socketPath, onread })
@@ -175,9 +175,9 @@ export async function openTransport(
   useTls: boolean,
 ): Promise<Transport> {
   if (!useTls || target.socketPath !== undefined) {
-    // Known to stay plaintext: read into slabs from the start.
-    const slabReader = new SlabReader();
-    return { socket: await openSocket(target, settings.connectTimeoutMs, slabReader), target, slabReader };
+    // Known to stay plaintext: read into the ring from the start.
+    const readRing = new ReadRing();
+    return { socket: await openSocket(target, settings.connectTimeoutMs, readRing), target, readRing };
   }
   const startedAt = Date.now();
   const socket = await openSocket(target, settings.connectTimeoutMs);

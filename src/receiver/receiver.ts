@@ -126,7 +126,7 @@ export class WalReceiver extends EventEmitter<ReceiverEvents> {
   private writtenLsn: Lsn = 0n;
   /** End of WAL known durable: the only position ever reported as flush. */
   private flushedLsn: Lsn = 0n;
-  /** An fsync happened on the current stream (before it, flush is reported as 0). */
+  /** The flush position is backed by the archive (else it is reported as 0). */
   private syncedOnStream = false;
   /** Latest end of WAL the server told us about (keepalives, XLogData). */
   private serverEndLsn: Lsn = 0n;
@@ -299,7 +299,7 @@ export class WalReceiver extends EventEmitter<ReceiverEvents> {
       server,
     });
 
-    let { start, timeline } = await this.chooseStart(
+    let { start, timeline, archived } = await this.chooseStart(
       conn,
       identity.systemId,
       identity.timeline,
@@ -314,7 +314,7 @@ export class WalReceiver extends EventEmitter<ReceiverEvents> {
         return { reason: "endpos" };
       }
       await this.ensureHistoryFile(conn, timeline);
-      const end = await this.streamTimeline(conn, timeline, start, onProgress);
+      const end = await this.streamTimeline(conn, timeline, start, archived, onProgress);
       if (end.kind === "stopped") {
         if (this.exitReason) return { reason: this.exitReason };
         return undefined;
@@ -337,6 +337,7 @@ export class WalReceiver extends EventEmitter<ReceiverEvents> {
       this.emit("timeline", { from: timeline, to: end.timeline, start: end.start });
       timeline = end.timeline;
       start = segmentStartOf(end.start, segmentSize);
+      archived = true; // everything before it was fsynced when the old timeline's file was closed
     }
   }
 
@@ -362,7 +363,7 @@ export class WalReceiver extends EventEmitter<ReceiverEvents> {
     systemId: bigint,
     serverTimeline: number,
     serverPosition: Lsn,
-  ): Promise<{ start: Lsn; timeline: number }> {
+  ): Promise<{ start: Lsn; timeline: number; archived: boolean }> {
     const size = this.segmentSize;
     const found = await findStreamingStart(this.options.directory, size, (msg) => this.log.warn({}, msg));
     if (found !== undefined) {
@@ -377,7 +378,7 @@ export class WalReceiver extends EventEmitter<ReceiverEvents> {
         { lsn: formatLsn(found.startLsn), timeline: found.timeline, segment: found.fileName },
         `resuming from the archive at ${formatLsn(found.startLsn)} on timeline ${found.timeline}`,
       );
-      return { start: found.startLsn, timeline: found.timeline };
+      return { start: found.startLsn, timeline: found.timeline, archived: true };
     }
     const slot = this.options.slot;
     if (slot !== undefined && conn.serverVersionNum >= 150000) {
@@ -399,7 +400,7 @@ export class WalReceiver extends EventEmitter<ReceiverEvents> {
           { lsn: formatLsn(start), timeline: info.restartTimeline, slot },
           `starting at the slot's restart position ${formatLsn(info.restartLsn)}`,
         );
-        return { start, timeline: info.restartTimeline };
+        return { start, timeline: info.restartTimeline, archived: false };
       }
     }
     const start = segmentStartOf(serverPosition, size);
@@ -407,7 +408,7 @@ export class WalReceiver extends EventEmitter<ReceiverEvents> {
       { lsn: formatLsn(start), timeline: serverTimeline },
       `starting at the server's position ${formatLsn(serverPosition)}`,
     );
-    return { start, timeline: serverTimeline };
+    return { start, timeline: serverTimeline, archived: false };
   }
 
   private async ensureHistoryFile(conn: PgConnection, timeline: number): Promise<void> {
@@ -425,13 +426,14 @@ export class WalReceiver extends EventEmitter<ReceiverEvents> {
     conn: PgConnection,
     timeline: number,
     start: Lsn,
+    startIsDurable: boolean,
     onProgress: () => void,
   ): Promise<StreamEnd> {
     this.timeline = timeline;
     this.receivedLsn = this.writtenLsn = this.flushedLsn = start;
     this.exitReason = undefined;
     this.tickFailure = undefined;
-    this.syncedOnStream = false;
+    this.syncedOnStream = startIsDurable;
     await startReplication(conn, { slot: this.options.slot, start, timeline });
     this.log.info(
       { lsn: formatLsn(start), timeline },
@@ -548,9 +550,10 @@ export class WalReceiver extends EventEmitter<ReceiverEvents> {
   }
 
   /**
-   * Until something was fsynced on this stream, flush is reported as 0 (which the server ignores)
-   * rather than the start position: pgwal does not hold the WAL before it when it starts from the
-   * server's or a slot's position, and the server must never be told otherwise.
+   * The start position counts as flushed only when the archive really holds everything before it
+   * (resuming from the archive, or after a timeline switch). Starting from a slot's or the server's
+   * position, flush is reported as 0 (which the server ignores) until the first fsync: pgwal does
+   * not hold the WAL before it, and the server must never be told otherwise.
    */
   private reportableFlush(): Lsn {
     return this.syncedOnStream ? this.flushedLsn : INVALID_LSN;

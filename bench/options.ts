@@ -1,0 +1,83 @@
+/**
+ * Command-line options of `npm run bench`. `--smoke` shrinks everything so CI can run the whole
+ * pipeline (every scenario, every verification) in well under three minutes.
+ */
+import { parseArgs } from "node:util";
+
+export interface BenchOptions {
+  /** GiB of WAL generated for the catch-up scenarios. */
+  gib: number;
+  rounds: number;
+  /** Seconds to wait between runs (the host reclaims freed memory; a cold run is slower). */
+  pauseSeconds: number;
+  pgbenchSeconds: number;
+  pgbenchClients: number;
+  /** Run pgwal through bin/pgwal (the CLI) instead of the in-repo WalReceiver driver. */
+  pgwalCli: boolean;
+  smoke: boolean;
+  jsonPath: string | undefined;
+  walSegmentSizeMb: number;
+  /** Skip scenario groups (handy while iterating). */
+  skipSync: boolean;
+}
+
+export const USAGE = `usage: npm run bench -- [options]
+  --gib N               GiB of WAL for the catch-up scenarios (default 2)
+  --rounds N            rounds of A B alternation (default 5)
+  --pause S             seconds between runs (default 15)
+  --pgbench-seconds S   duration of each pgbench run (default 30)
+  --pgbench-clients N   pgbench clients (default 8)
+  --pgwal-driver        run pgwal through bench's WalReceiver driver instead of "bin/pgwal receive"
+  --json PATH           where to write the JSON summary (default bench/results/<timestamp>.json)
+  --no-sync-scenario    skip the synchronous-standby scenario
+  --smoke               64 MB of WAL, one round, 1 s pauses, 5 s pgbench (CI)
+`;
+
+function positiveNumber(value: string | undefined, name: string, fallback: number): number {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (!Number.isFinite(n) || n < 0)
+    throw new Error(`--${name} must be a non-negative number, got "${value}"`);
+  return n;
+}
+
+export function parseBenchArgs(argv: string[]): BenchOptions {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      gib: { type: "string" },
+      rounds: { type: "string" },
+      pause: { type: "string" },
+      "pgbench-seconds": { type: "string" },
+      "pgbench-clients": { type: "string" },
+      "pgwal-driver": { type: "boolean", default: false },
+      json: { type: "string" },
+      "no-sync-scenario": { type: "boolean", default: false },
+      smoke: { type: "boolean", default: false },
+      help: { type: "boolean", default: false },
+    },
+    strict: true,
+  });
+  if (values.help) {
+    process.stdout.write(USAGE);
+    process.exit(0);
+  }
+  const smoke = values.smoke === true;
+  const rounds = Math.round(positiveNumber(values.rounds, "rounds", smoke ? 1 : 5));
+  if (rounds < 1) throw new Error("--rounds must be at least 1");
+  return {
+    gib: positiveNumber(values.gib, "gib", smoke ? 1 / 16 : 2),
+    rounds,
+    pauseSeconds: positiveNumber(values.pause, "pause", smoke ? 1 : 15),
+    pgbenchSeconds: Math.max(
+      1,
+      Math.round(positiveNumber(values["pgbench-seconds"], "pgbench-seconds", smoke ? 5 : 30)),
+    ),
+    pgbenchClients: Math.max(1, Math.round(positiveNumber(values["pgbench-clients"], "pgbench-clients", 8))),
+    pgwalCli: values["pgwal-driver"] !== true,
+    smoke,
+    jsonPath: values.json,
+    walSegmentSizeMb: 16,
+    skipSync: values["no-sync-scenario"] === true,
+  };
+}

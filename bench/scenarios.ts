@@ -1,0 +1,408 @@
+/**
+ * One run of each scenario: catch-up (pgwal or pg_receivewal, fsync or --no-sync), the discard-only
+ * limit, the dd disk reference, and a pgbench run against a synchronous standby (or none).
+ * Every receiver run is verified against the server's pg_wal before its figures count.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdtemp, open, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { formatLsn, type Lsn, parseLsn, segmentNumberOf } from "../src/lsn.js";
+import { walFileName } from "../src/wal/names.js";
+import type { PgCluster } from "../test/support/cluster.js";
+import { TEST_USERS } from "../test/support/cluster.js";
+import { cleanEnv, runCommand } from "../test/support/run.js";
+
+/** Both receivers connect the same way: plaintext, so neither pays for TLS the other skips. */
+const RECEIVER_ENV = { PGSSLMODE: "disable" };
+
+import { runMeasured } from "./measure.js";
+import { BENCH_DIST_DIR, receiverCommand, type Tool } from "./receivers.js";
+import { verifyArchive } from "./verify.js";
+
+const MIB = 1024 * 1024;
+const GIB = 1024 * MIB;
+
+export interface BenchContext {
+  cluster: PgCluster;
+  pgwalCli: boolean;
+  timeline: number;
+  segmentSize: number;
+  /** First byte of the catch-up WAL (segment start of the slots' restart position). */
+  start: Lsn;
+  /** Where catch-up runs stop (a segment boundary after pg_switch_wal). */
+  endpos: Lsn;
+  /** Timeout for one catch-up run. */
+  runTimeoutMs: number;
+}
+
+export interface ThroughputRun {
+  scenario: string;
+  tool: string;
+  round: number;
+  bytes: number;
+  wallSeconds: number;
+  mibPerSecond: number;
+  cpuSecondsPerGib: number;
+  peakRssMib: number;
+  problems: string[];
+}
+
+export interface PgbenchRun {
+  scenario: string;
+  tool: string;
+  round: number;
+  tps: number;
+  latencyMs: number;
+  problems: string[];
+}
+
+function range(ctx: BenchContext): { firstSegment: bigint; endSegment: bigint } {
+  return {
+    firstSegment: segmentNumberOf(ctx.start, ctx.segmentSize),
+    endSegment: segmentNumberOf(ctx.endpos, ctx.segmentSize),
+  };
+}
+
+function segmentNames(ctx: BenchContext): string[] {
+  const { firstSegment, endSegment } = range(ctx);
+  const names: string[] = [];
+  for (let seg = firstSegment; seg < endSegment; seg++)
+    names.push(walFileName(ctx.timeline, seg, ctx.segmentSize));
+  return names;
+}
+
+/** Reads the catch-up WAL once so every run starts with the server's WAL in the page cache. */
+export async function warmServerWal(ctx: BenchContext): Promise<void> {
+  const buffer = Buffer.allocUnsafe(4 * MIB);
+  for (const name of segmentNames(ctx)) {
+    const file = await open(ctx.cluster.walPath(name), "r");
+    try {
+      while ((await file.read(buffer, 0, buffer.length)).bytesRead > 0) {
+        // reading is the point
+      }
+    } finally {
+      await file.close();
+    }
+  }
+}
+
+function throughput(
+  scenario: string,
+  tool: string,
+  round: number,
+  bytes: number,
+  m: { wallSeconds: number; userSeconds: number; sysSeconds: number; maxRssKb: number },
+  problems: string[],
+): ThroughputRun {
+  return {
+    scenario,
+    tool,
+    round,
+    bytes,
+    wallSeconds: m.wallSeconds,
+    mibPerSecond: bytes / MIB / m.wallSeconds,
+    cpuSecondsPerGib: (m.userSeconds + m.sysSeconds) / (bytes / GIB),
+    peakRssMib: m.maxRssKb / 1024,
+    problems,
+  };
+}
+
+/** Drops a slot; its walsender may take a moment to notice the receiver left, so retry briefly. */
+async function dropSlot(cluster: PgCluster, slot: string): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await cluster.sql(
+        `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = '${slot}';`,
+      );
+      return;
+    } catch (error) {
+      if (attempt >= 50) throw error;
+      await sleep(200);
+    }
+  }
+}
+
+/** `--slot S --endpos X --no-loop` from start to exit, then verification. */
+export async function catchUpRun(
+  ctx: BenchContext,
+  tool: Tool,
+  mode: "fsync" | "no-sync",
+  slot: string,
+  round: number,
+): Promise<ThroughputRun> {
+  const archive = await mkdtemp(join(tmpdir(), `pgwal-bench-${tool}-`));
+  try {
+    await warmServerWal(ctx);
+    const command = receiverCommand(
+      tool,
+      {
+        directory: archive,
+        host: ctx.cluster.host,
+        port: ctx.cluster.port,
+        user: TEST_USERS.trust.name,
+        slot,
+        endpos: formatLsn(ctx.endpos),
+        noSync: mode === "no-sync",
+      },
+      { binDir: ctx.cluster.binDir, pgwalCli: ctx.pgwalCli },
+    );
+    const m = await runMeasured(command.program, command.args, {
+      timeoutMs: ctx.runTimeoutMs,
+      env: cleanEnv(RECEIVER_ENV),
+    });
+    const problems = await verifyArchive(archive, join(ctx.cluster.dataDir, "pg_wal"), {
+      timeline: ctx.timeline,
+      segmentSize: ctx.segmentSize,
+      ...range(ctx),
+    });
+    return throughput(`catch-up ${mode}`, tool, round, Number(ctx.endpos - ctx.start), m, problems);
+  } finally {
+    await rm(archive, { recursive: true, force: true });
+    await dropSlot(ctx.cluster, slot);
+  }
+}
+
+/** pgwal's protocol layer reading the same stream and discarding it: the receiving ceiling. */
+export async function discardRun(ctx: BenchContext, slot: string, round: number): Promise<ThroughputRun> {
+  try {
+    await warmServerWal(ctx);
+    const m = await runMeasured(
+      process.execPath,
+      [
+        join(BENCH_DIST_DIR, "discard-receiver.js"),
+        ctx.cluster.host,
+        String(ctx.cluster.port),
+        TEST_USERS.trust.name,
+        slot,
+        formatLsn(ctx.endpos),
+      ],
+      { timeoutMs: ctx.runTimeoutMs, env: cleanEnv(RECEIVER_ENV) },
+    );
+    const problems: string[] = [];
+    let bytes = 0;
+    try {
+      const result = JSON.parse(m.stdout.trim()) as { start: string; end: string; bytes: number };
+      bytes = result.bytes;
+      if (parseLsn(result.start) !== ctx.start)
+        problems.push(`started at ${result.start}, expected ${formatLsn(ctx.start)}`);
+      if (parseLsn(result.end) < ctx.endpos)
+        problems.push(`stopped at ${result.end} before ${formatLsn(ctx.endpos)}`);
+      if (BigInt(result.bytes) !== parseLsn(result.end) - parseLsn(result.start))
+        problems.push("byte count does not match positions");
+    } catch (error) {
+      problems.push(`unreadable result "${m.stdout.trim()}": ${String(error)}`);
+    }
+    return throughput(
+      "discard-only (pgwal protocol)",
+      "pgwal",
+      round,
+      bytes || Number(ctx.endpos - ctx.start),
+      m,
+      problems,
+    );
+  } finally {
+    await dropSlot(ctx.cluster, slot);
+  }
+}
+
+/** Per segment: zero-fill + fsync, dir fsync, write + fsync, rename, dir fsync: the disk's own figure. */
+const DD_SCRIPT = `set -e
+src=$1; dst=$2; mb=$3; shift 3
+for f in "$@"; do
+  dd if=/dev/zero of="$dst/$f.partial" bs=1M count="$mb" conv=fsync status=none
+  sync "$dst"
+  dd if="$src/$f" of="$dst/$f.partial" bs=1M conv=notrunc,fsync status=none
+  mv "$dst/$f.partial" "$dst/$f"
+  sync "$dst"
+done
+`;
+
+export async function ddRun(ctx: BenchContext, round: number): Promise<ThroughputRun> {
+  const work = await mkdtemp(join(tmpdir(), "pgwal-bench-dd-"));
+  const archive = join(work, "archive");
+  const script = join(work, "dd.sh");
+  try {
+    await writeFile(script, DD_SCRIPT);
+    await runCommand("mkdir", [archive]);
+    await warmServerWal(ctx);
+    const m = await runMeasured(
+      "/bin/bash",
+      [
+        script,
+        join(ctx.cluster.dataDir, "pg_wal"),
+        archive,
+        String(ctx.segmentSize / MIB),
+        ...segmentNames(ctx),
+      ],
+      { timeoutMs: ctx.runTimeoutMs },
+    );
+    const problems = await verifyArchive(archive, join(ctx.cluster.dataDir, "pg_wal"), {
+      timeline: ctx.timeline,
+      segmentSize: ctx.segmentSize,
+      ...range(ctx),
+    });
+    return throughput("dd, same write pattern", "dd", round, Number(ctx.endpos - ctx.start), m, problems);
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+// ---- synchronous standby ------------------------------------------------------------------------
+
+export const SYNC_APPLICATION_NAME = "pgwal_bench_sync";
+
+async function setSynchronousStandbyNames(cluster: PgCluster, names: string): Promise<void> {
+  await cluster.sql(`ALTER SYSTEM SET synchronous_standby_names = '${names}'; SELECT pg_reload_conf();`);
+  // pg_reload_conf only signals; wait until the setting is visible to new sessions.
+  for (let i = 0; i < 100; i++) {
+    if ((await cluster.sql("SHOW synchronous_standby_names")) === names) return;
+    await sleep(50);
+  }
+  throw new Error(`synchronous_standby_names did not become '${names}'`);
+}
+
+function pgbenchArgs(cluster: PgCluster): string[] {
+  return ["-h", cluster.host, "-p", String(cluster.port), "-U", TEST_USERS.superuser.name];
+}
+
+/** pgbench -i (scale 10) in the postgres database; done before the catch-up WAL is generated. */
+export async function initPgbench(cluster: PgCluster): Promise<void> {
+  await runCommand(
+    join(cluster.binDir, "pgbench"),
+    ["-i", "-q", "-s", "10", ...pgbenchArgs(cluster), "postgres"],
+    {
+      timeoutMs: 300_000,
+    },
+  );
+}
+
+async function runPgbench(
+  cluster: PgCluster,
+  seconds: number,
+  clients: number,
+): Promise<{ tps: number; latencyMs: number }> {
+  const { stdout } = await runCommand(
+    join(cluster.binDir, "pgbench"),
+    [
+      "-N",
+      "-c",
+      String(clients),
+      "-j",
+      String(Math.min(clients, 4)),
+      "-T",
+      String(seconds),
+      "-n",
+      ...pgbenchArgs(cluster),
+      "postgres",
+    ],
+    { timeoutMs: (seconds + 120) * 1000 },
+  );
+  const tps = /tps = ([\d.]+)/.exec(stdout);
+  const latency = /latency average = ([\d.]+) ms/.exec(stdout);
+  if (!tps || !latency) throw new Error(`cannot read pgbench output:\n${stdout}`);
+  return { tps: Number(tps[1]), latencyMs: Number(latency[1]) };
+}
+
+async function waitForSyncStandby(
+  cluster: PgCluster,
+  child: ChildProcess,
+  stderr: () => string,
+): Promise<void> {
+  const deadline = Date.now() + 30_000;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null)
+      throw new Error(`receiver exited early (${child.exitCode}): ${stderr().slice(-2000)}`);
+    const state = await cluster.sql(
+      `SELECT sync_state FROM pg_stat_replication WHERE application_name = '${SYNC_APPLICATION_NAME}'`,
+    );
+    if (state === "sync") return;
+    await sleep(100);
+  }
+  throw new Error(`receiver never became the synchronous standby: ${stderr().slice(-2000)}`);
+}
+
+async function stopChild(child: ChildProcess): Promise<number | null> {
+  if (child.exitCode !== null) return child.exitCode;
+  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+  child.kill("SIGINT");
+  const code = await Promise.race([exited, sleep(30_000).then(() => "timeout" as const)]);
+  if (code === "timeout") {
+    child.kill("SIGKILL");
+    await exited;
+    return null;
+  }
+  return code;
+}
+
+/** pgbench -N against the primary while `tool` is its only synchronous standby (or with none). */
+export async function syncRun(
+  ctx: BenchContext,
+  tool: Tool | "none",
+  round: number,
+  pgbench: { seconds: number; clients: number },
+): Promise<PgbenchRun> {
+  const cluster = ctx.cluster;
+  if (tool === "none") {
+    await setSynchronousStandbyNames(cluster, "");
+    const r = await runPgbench(cluster, pgbench.seconds, pgbench.clients);
+    return { scenario: "pgbench, no standby", tool: "none", round, ...r, problems: [] };
+  }
+  const slot = `bench_sync_${tool === "pgwal" ? "pgwal" : "pgrw"}_${round}`;
+  const archive = await mkdtemp(join(tmpdir(), `pgwal-bench-sync-${tool}-`));
+  let child: ChildProcess | undefined;
+  try {
+    await cluster.sql(`SELECT pg_create_physical_replication_slot('${slot}', true);`);
+    const slotStart = parseLsn(
+      await cluster.sql(`SELECT restart_lsn FROM pg_replication_slots WHERE slot_name = '${slot}'`),
+    );
+    await setSynchronousStandbyNames(cluster, SYNC_APPLICATION_NAME);
+    const command = receiverCommand(
+      tool,
+      {
+        directory: archive,
+        host: cluster.host,
+        port: cluster.port,
+        user: TEST_USERS.trust.name,
+        slot,
+        synchronous: true,
+        applicationName: SYNC_APPLICATION_NAME,
+      },
+      { binDir: cluster.binDir, pgwalCli: ctx.pgwalCli },
+    );
+    const errors: Buffer[] = [];
+    child = spawn(command.program, command.args, {
+      stdio: ["ignore", "ignore", "pipe"],
+      env: cleanEnv(RECEIVER_ENV),
+    });
+    child.stderr?.on("data", (c: Buffer) => errors.push(c));
+    const stderr = () => Buffer.concat(errors).toString("utf8");
+    await waitForSyncStandby(cluster, child, stderr);
+    const r = await runPgbench(cluster, pgbench.seconds, pgbench.clients);
+    const flushed = parseLsn(
+      await cluster.sql(
+        `SELECT flush_lsn FROM pg_stat_replication WHERE application_name = '${SYNC_APPLICATION_NAME}'`,
+      ),
+    );
+    // Commits must not wait for a receiver that is about to stop.
+    await setSynchronousStandbyNames(cluster, "");
+    const code = await stopChild(child);
+    const problems: string[] = [];
+    if (code !== 0) problems.push(`receiver exit code ${code}: ${stderr().slice(-1000)}`);
+    problems.push(
+      ...(await verifyArchive(archive, join(cluster.dataDir, "pg_wal"), {
+        timeline: ctx.timeline,
+        segmentSize: ctx.segmentSize,
+        firstSegment: segmentNumberOf(slotStart, ctx.segmentSize),
+        endSegment: segmentNumberOf(flushed, ctx.segmentSize),
+      })),
+    );
+    return { scenario: "pgbench, synchronous standby", tool, round, ...r, problems };
+  } finally {
+    if (child && child.exitCode === null) child.kill("SIGKILL");
+    await setSynchronousStandbyNames(cluster, "");
+    await rm(archive, { recursive: true, force: true });
+    await dropSlot(cluster, slot);
+  }
+}
