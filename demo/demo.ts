@@ -17,7 +17,9 @@ async function main(): Promise<number> {
   try {
     console.log(`PostgreSQL ${cluster.major} on 127.0.0.1:${cluster.port} (binaries: ${cluster.binDir})`);
     await cluster.sql("SELECT pg_create_physical_replication_slot('pgwal_demo', true)");
-    const startLsn = await cluster.sql("SELECT restart_lsn FROM pg_replication_slots WHERE slot_name = 'pgwal_demo'");
+    const startLsn = await cluster.sql(
+      "SELECT restart_lsn FROM pg_replication_slots WHERE slot_name = 'pgwal_demo'",
+    );
     console.log(`created slot pgwal_demo at ${startLsn}; generating 40 MB of WAL …`);
     await cluster.generateWal(40);
     // Where WAL is flushed now: the insert position after pg_switch_wal() lies past the last record.
@@ -44,8 +46,12 @@ async function main(): Promise<number> {
       const info = await stat(join(archive, name));
       console.log(`  ${name.padEnd(34)} ${String(info.size).padStart(10)} bytes`);
     }
-    const restart = await cluster.sql("SELECT restart_lsn FROM pg_replication_slots WHERE slot_name = 'pgwal_demo'");
-    console.log(`\nstreamed ${startLsn} → ${endLsn}: ${files.filter((f) => /^[0-9A-F]{24}$/.test(f)).length} complete segments;`);
+    const restart = await cluster.sql(
+      "SELECT restart_lsn FROM pg_replication_slots WHERE slot_name = 'pgwal_demo'",
+    );
+    console.log(
+      `\nstreamed ${startLsn} → ${endLsn}: ${files.filter((f) => /^[0-9A-F]{24}$/.test(f)).length} complete segments;`,
+    );
     console.log(`the slot now starts at ${restart} (the server keeps WAL only from there).`);
     return 0;
   } finally {

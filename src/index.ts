@@ -36,6 +36,6 @@ export {
   type SegmentCompletedEvent,
   WalReceiver,
 } from "./receiver/receiver.js";
-export { type CompressionSpec, parseCompressionSpec } from "./wal/compression.js";
 export { findStreamingStart } from "./wal/archive-scan.js";
+export { type CompressionSpec, parseCompressionSpec } from "./wal/compression.js";
 export { historyFileName, parseWalFileName, walFileName } from "./wal/names.js";

@@ -197,13 +197,13 @@ export class PgConnection {
   }
 
   private onData(chunk: Buffer, owner?: RingChunk): void {
+    // A message carried over from earlier reads begins in the oldest chunk the framer still holds.
+    this.carryOwner = this.carriedChunks[0];
     this.chunkOwner = owner;
+    if (owner) this.carriedChunks.push(owner);
     try {
-      this.framer.push(chunk, (type, body) => this.route(type, body, chunk));
-      if (owner) {
-        owner.parsed = true;
-        this.transport.readRing!.reclaim();
-      }
+      this.framer.push(chunk, (type, body, fromCarry) => this.route(type, body, chunk, fromCarry));
+      if (owner) this.markParsed();
     } catch (error) {
       this.onTransportError(error instanceof Error ? error : new ProtocolError(String(error)));
       this.transport.socket.destroy();
@@ -211,10 +211,26 @@ export class PgConnection {
   }
 
   /** Asynchronous messages are handled here; everything else goes to whoever consumes the queue. */
-  /** The ring chunk being parsed: message bodies that are views of it are owned by it. */
+  /** The ring chunk being parsed, and the one a carried message began in. */
   private chunkOwner: RingChunk | undefined;
+  private carryOwner: RingChunk | undefined;
+  /** Ring chunks whose bytes the framer may still be carrying (oldest first). */
+  private readonly carriedChunks: RingChunk[] = [];
 
-  private route(type: number, body: Buffer, chunk: Buffer): void {
+  /** Chunks the framer no longer carries are parsed: only lent message views can pin them now. */
+  private markParsed(): void {
+    const chunks = this.carriedChunks;
+    let carried = this.framer.carriedBytes;
+    let keep = 0;
+    while (carried > 0 && keep < chunks.length) {
+      carried -= chunks[chunks.length - 1 - keep]!.bytes;
+      keep++;
+    }
+    for (const done of chunks.splice(0, chunks.length - keep)) done.parsed = true;
+    this.transport.readRing!.reclaim();
+  }
+
+  private route(type: number, body: Buffer, chunk: Buffer, fromCarry: boolean): void {
     if (type === Backend.ParameterStatus) {
       const { name, value } = parseParameterStatus(body);
       this.parameters.set(name, value);
@@ -225,7 +241,7 @@ export class PgConnection {
     } else {
       // A body assembled from several reads lives in its own memory and pins no ring chunk.
       const isView = body.buffer === chunk.buffer;
-      this.queue.push(type, body, isView ? this.chunkOwner : undefined);
+      this.queue.push(type, body, isView ? (fromCarry ? this.carryOwner : this.chunkOwner) : undefined);
     }
   }
 

@@ -13,7 +13,7 @@
  * The connection counts, per chunk, the message views still lent out; a chunk with none is done,
  * and the ring's space is given back in order up to the first chunk that is not.
  */
-const DEFAULT_CAPACITY = 16 * 1024 * 1024;
+const DEFAULT_CAPACITY = 8 * 1024 * 1024;
 /** Smallest read worth issuing; below this much contiguous space the ring waits or wraps. */
 const MIN_READ_BYTES = 256 * 1024;
 /** Largest single read, so one read cannot overshoot the queue's high-water mark by much. */
@@ -24,8 +24,12 @@ export class RingChunk {
   outstanding = 0;
   /** The framer has finished with the chunk (only views can still pin it). */
   parsed = false;
-  /** Grows when the ring wraps and the skipped tail is added to the last chunk. */
-  constructor(public endSeq: number) {}
+  constructor(
+    /** Bytes of data the read delivered. */
+    readonly bytes: number,
+    /** Sequence number after the chunk; grows when the ring wraps and the skipped tail is added to it. */
+    public endSeq: number,
+  ) {}
 }
 
 export class ReadRing {
@@ -55,7 +59,7 @@ export class ReadRing {
     callback: (bytes: number, buffer: Uint8Array): boolean => {
       const chunk = Buffer.from(buffer.buffer, buffer.byteOffset, bytes);
       this.writeSeq += bytes;
-      const owner = new RingChunk(this.writeSeq);
+      const owner = new RingChunk(bytes, this.writeSeq);
       this.chunks.push(owner);
       if (this.sink) this.sink(chunk, owner);
       else this.early.push([chunk, owner]);

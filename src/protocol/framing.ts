@@ -7,44 +7,69 @@ import { backendMessageName } from "./message-types.js";
  */
 export const DEFAULT_MAX_MESSAGE_LENGTH = 1024 * 1024 * 1024 + 64 * 1024;
 
+/**
+ * A message that straddles chunks is carried as a view (not copied) only up to this size; larger
+ * ones are assembled into their own buffer, so a huge message never pins the reader's memory.
+ */
+export const DEFAULT_MAX_CARRY_BYTES = 1024 * 1024;
+
 /** Type byte plus Int32 length. */
 const HEADER_LENGTH = 5;
 
-export type MessageHandler = (type: number, body: Buffer) => void;
+/**
+ * `fromCarry` is true when the message began in an earlier chunk (bytes the framer carried over),
+ * so a caller that owns chunks knows which chunk a body view starts in.
+ */
+export type MessageHandler = (type: number, body: Buffer, fromCarry: boolean) => void;
 
 /**
- * Splits the backend byte stream into messages. The hot path (a message wholly inside one chunk,
- * which is nearly every XLogData) hands out a subarray of the chunk: no copy, no allocation
- * beyond the view. Only a message that straddles chunks is copied, once, into a buffer sized
- * from its header.
+ * Splits the backend byte stream into messages, handing bodies on as views wherever possible.
+ *
+ * A message wholly inside a chunk is a subarray of it. A message that straddles chunks is
+ * "carried": the framer keeps a view of its first part, and when the next chunk lies right after
+ * it in the same memory (a reader filling one buffer in order), the whole message is again a view
+ * of that memory — no copy. Only when the next chunk is elsewhere, or the message is larger than
+ * `maxCarryBytes`, is the message assembled, once, into a buffer sized from its header.
  */
 export class MessageFramer {
   private readonly maxMessageLength: number;
-  /** Holds a header that arrived in pieces; reused for the framer's lifetime. */
+  private readonly maxCarryBytes: number;
+  /** Unconsumed bytes of earlier chunks (a header fragment or the start of a message): a view. */
+  private carry: Buffer | undefined;
+  /** Header bytes gathered from non-adjacent chunks. */
   private readonly header = Buffer.alloc(HEADER_LENGTH);
   private headerFilled = 0;
-  /** Body being assembled across chunks, once its header is known. */
+  /** Body being assembled by copying, once its header is known. */
   private body: Buffer | undefined;
   private bodyFilled = 0;
   private bodyType = 0;
   private failed = false;
 
-  constructor(maxMessageLength: number = DEFAULT_MAX_MESSAGE_LENGTH) {
+  constructor(
+    maxMessageLength: number = DEFAULT_MAX_MESSAGE_LENGTH,
+    maxCarryBytes = DEFAULT_MAX_CARRY_BYTES,
+  ) {
     // A programming error, not peer input: hence RangeError rather than ProtocolError.
     if (!Number.isSafeInteger(maxMessageLength) || maxMessageLength < 4 || maxMessageLength > 0x7fff_ffff) {
       throw new RangeError(`maxMessageLength must be an integer from 4 to 2^31-1, got ${maxMessageLength}`);
     }
     this.maxMessageLength = maxMessageLength;
+    this.maxCarryBytes = maxCarryBytes;
   }
 
   /** Bytes held for an incomplete message (header fragment or partial body). */
   get pendingBytes(): number {
+    if (this.carry !== undefined) return this.carry.length;
     return this.body === undefined ? this.headerFilled : HEADER_LENGTH + this.bodyFilled;
   }
 
+  /** Bytes of earlier chunks the framer still references (they must stay unchanged). */
+  get carriedBytes(): number {
+    return this.carry?.length ?? 0;
+  }
+
   /**
-   * Calls `onMessage` once per complete message, in order. `body` excludes the 5-byte header and
-   * is a view into `chunk` when the message lies wholly inside it (valid as long as `chunk` is).
+   * Calls `onMessage` once per complete message, in order. `body` excludes the 5-byte header.
    * Throws ProtocolError for a length below 4 or above the maximum. After any throw (including
    * one from `onMessage`, which leaves the rest of the chunk unread) the framer is unusable.
    */
@@ -59,32 +84,61 @@ export class MessageFramer {
   }
 
   private consume(chunk: Buffer, onMessage: MessageHandler): void {
-    const end = chunk.length;
-    let pos = 0;
-    if (this.headerFilled > 0 || this.body !== undefined) {
-      pos = this.continuePending(chunk, onMessage);
+    const carry = this.carry;
+    if (carry !== undefined) {
+      this.carry = undefined;
+      if (carry.buffer === chunk.buffer && carry.byteOffset + carry.length === chunk.byteOffset) {
+        // The next chunk continues the same memory: parse across both without copying.
+        const joined = Buffer.from(chunk.buffer, carry.byteOffset, carry.length + chunk.length);
+        this.parse(joined, carry.length, onMessage);
+        return;
+      }
+      this.startAssembly(carry);
     }
+    let pos = 0;
+    if (this.headerFilled > 0 || this.body !== undefined) pos = this.continueAssembly(chunk, onMessage);
+    if (pos < chunk.length) this.parse(pos === 0 ? chunk : chunk.subarray(pos), 0, onMessage);
+  }
+
+  /** Emits every complete message of `data`; keeps (or starts assembling) an incomplete tail. */
+  private parse(data: Buffer, carriedLength: number, onMessage: MessageHandler): void {
+    const end = data.length;
+    let pos = 0;
     while (end - pos >= HEADER_LENGTH) {
-      const type = chunk[pos]!;
-      const length = chunk.readInt32BE(pos + 1);
+      const type = data[pos]!;
+      const length = data.readInt32BE(pos + 1);
       this.checkLength(type, length);
       const next = pos + 1 + length;
       if (next > end) {
-        this.startBody(type, length);
-        this.fillBody(chunk, pos + HEADER_LENGTH);
+        if (length + 1 > this.maxCarryBytes) {
+          this.startBody(type, length);
+          this.fillBody(data, pos + HEADER_LENGTH);
+        } else {
+          this.carry = data.subarray(pos);
+        }
         return;
       }
-      onMessage(type, chunk.subarray(pos + HEADER_LENGTH, next));
+      onMessage(type, data.subarray(pos + HEADER_LENGTH, next), pos < carriedLength);
       pos = next;
     }
-    if (pos < end) {
-      chunk.copy(this.header, 0, pos, end);
-      this.headerFilled = end - pos;
-    }
+    if (pos < end) this.carry = data.subarray(pos);
   }
 
-  /** Feeds the start of `chunk` to the message left incomplete by earlier chunks; returns where it stopped. */
-  private continuePending(chunk: Buffer, onMessage: MessageHandler): number {
+  /** The carried bytes cannot be joined with the next chunk: copy them into the assembly state. */
+  private startAssembly(carry: Buffer): void {
+    const headerPart = Math.min(HEADER_LENGTH, carry.length);
+    carry.copy(this.header, 0, 0, headerPart);
+    this.headerFilled = headerPart;
+    if (headerPart < HEADER_LENGTH) return;
+    const type = this.header[0]!;
+    const length = this.header.readInt32BE(1);
+    this.headerFilled = 0;
+    this.startBody(type, length);
+    this.fillBody(carry, HEADER_LENGTH);
+  }
+
+  /** Feeds the start of `chunk` to the message being assembled; returns where it stopped. */
+  private continueAssembly(chunk: Buffer, onMessage: MessageHandler): number {
     let pos = 0;
     if (this.body === undefined) {
       const take = Math.min(HEADER_LENGTH - this.headerFilled, chunk.length);
@@ -104,7 +158,7 @@ export class MessageFramer {
     // Reset before the callback so that state is consistent whatever the handler does.
     this.body = undefined;
     this.bodyFilled = 0;
-    onMessage(this.bodyType, body);
+    onMessage(this.bodyType, body, false);
     return pos;
   }
 

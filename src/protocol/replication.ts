@@ -162,7 +162,7 @@ export interface TimelineHistoryEntry {
 
 // "<tli> <hi>/<lo> <reason>": the server writes tabs; any whitespace is accepted as it is when read back.
 // Lines are trimmed first, so the reason needs no trailing-space handling (which would backtrack).
-const HISTORY_LINE = /^(\d+)\s+([0-9A-Fa-f]{1,8})\/([0-9A-Fa-f]{1,8})(?:\s+(.*))?$/;
+const HISTORY_LINE = /^(\d+)\s+([0-9A-Fa-f]{1,8})\/([0-9A-Fa-f]{1,8})(?:\s+([\s\S]*))?$/;
 const MAX_TIMELINE = 0xffff_ffff;
 
 /**

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
+import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { before, describe, test } from "node:test";
@@ -14,8 +15,9 @@ import {
 import { PgConnection } from "../../src/connection/connection.js";
 import { type ConnParams, resolveConnectionSettings } from "../../src/connection/conninfo.js";
 import { AuthenticationError, ConnectionError, ServerError } from "../../src/errors.js";
-import { parseLsn, segmentStartOf } from "../../src/lsn.js";
+import { parseLsn, segmentNumberOf, segmentStartOf } from "../../src/lsn.js";
 import { parseXLogData, XLOG_DATA } from "../../src/protocol/replication.js";
+import { walFileName } from "../../src/wal/names.js";
 import {
   clientKeyPath,
   type PgCluster,
@@ -253,8 +255,10 @@ describe("replication commands", () => {
     const conn = await connect(trust);
     const identity = await identifySystem(conn);
     await conn.close();
+    // The embedded server packages ship no psql: any psql speaks the replication protocol.
+    const psql = existsSync(join(cluster.binDir, "psql")) ? join(cluster.binDir, "psql") : "psql";
     const psqlOut = execFileSync(
-      join(cluster.binDir, "psql"),
+      psql,
       [
         "-XAtq",
         "-F",
@@ -324,9 +328,7 @@ describe("replication commands", () => {
       await cluster.sql(
         "CREATE TABLE IF NOT EXISTS stream_t AS SELECT g, repeat('x', 200) AS pad FROM generate_series(1, 20000) g",
       );
-      const segmentName = await cluster.sql(
-        `SELECT pg_walfile_name('${(start >> 32n).toString(16)}/${(start & 0xffffffffn).toString(16)}'::pg_lsn + 1)`,
-      );
+      const segmentName = walFileName(1, segmentNumberOf(start, segmentSize), segmentSize);
       await cluster.sql("SELECT pg_switch_wal()");
       await startReplication(conn, { slot: "t_stream", start, timeline: 1 });
       const received = Buffer.alloc(segmentSize);

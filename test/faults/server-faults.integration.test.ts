@@ -13,7 +13,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { resolveConnectionSettings } from "../../src/connection/conninfo.js";
 import { ArchiveError, StorageError } from "../../src/errors.js";
-import { formatLsn, type Lsn, parseLsn } from "../../src/lsn.js";
+import { formatLsn, type Lsn, maxLsn, parseLsn } from "../../src/lsn.js";
 import { silentLogger } from "../../src/receiver/logger.js";
 import { type ReceiverOptions, WalReceiver } from "../../src/receiver/receiver.js";
 import { nodeFileSystem, type WalFileSystem } from "../../src/wal/fsync.js";
@@ -109,6 +109,8 @@ describe("kill -9 storm", () => {
     await cluster.sql("SELECT pg_create_physical_replication_slot('storm', true)");
     // A second slot that never moves keeps every segment on the server for the byte comparisons.
     await cluster.sql("SELECT pg_create_physical_replication_slot('storm_witness', true)");
+    // Until pgwal reports a flush, the slot sits where it was created: nothing to check yet.
+    const created = await slotRestart(cluster, "storm");
     const options = JSON.stringify({
       host: "127.0.0.1",
       port: cluster.port,
@@ -132,7 +134,7 @@ describe("kill -9 storm", () => {
         child.kill("SIGKILL");
         await new Promise((resolve) => child.once("exit", resolve));
         const restart = await slotRestart(cluster, "storm");
-        if (restart !== undefined) await assertArchiveCovers(dir, cluster, restart);
+        if (restart !== undefined && restart !== created) await assertArchiveCovers(dir, cluster, restart);
       }
     } finally {
       writing = false;
@@ -320,7 +322,7 @@ describe("disk faults", () => {
     // Before pgwal reports anything the slot sits where it was created.
     let maxFlushedSeen = (await slotRestart(cluster, "slow"))!;
     r.on("flushed", (e) => {
-      maxFlushedSeen = e.lsn > maxFlushedSeen ? e.lsn : maxFlushedSeen;
+      maxFlushedSeen = maxLsn(e.lsn, maxFlushedSeen);
     });
     const endpos = await workload(cluster, 100);
     const running = r.run();

@@ -51,8 +51,6 @@ describe("--on-segment hooks", () => {
     // Fails while the counter in failFlag is positive, else appends %f to the log.
     const command = `n=$(cat ${failFlag}); if [ "$n" -gt 0 ]; then echo $((n-1)) > ${failFlag}; echo boom >&2; exit 1; fi; echo %f >> ${log}`;
     await cluster.sql("SELECT pg_create_physical_replication_slot('hk_order', true)");
-    await cluster.generateWal(3);
-    const endpos = await someWal(500);
     const hooks = new SegmentHookRunner({
       command,
       directory: dir,
@@ -75,12 +73,18 @@ describe("--on-segment hooks", () => {
       }),
       directory: dir,
       slot: "hk_order",
-      endpos,
       logger: silentLogger,
     });
     receiver.on("connected", (e) => void hooks.start(e.segmentSize));
     receiver.on("segment", (e) => hooks.enqueue(e.walFileName));
-    await receiver.run();
+    // Streaming starts first: before PostgreSQL 15 an empty archive starts at the server's position.
+    const running = receiver.run();
+    await new Promise((resolve) => receiver.once("streaming", resolve));
+    await cluster.generateWal(3);
+    const endpos = await someWal(500);
+    while (receiver.positions.written < endpos) await sleep(20);
+    receiver.stop();
+    await running;
     const complete = (await listArchive(dir)).complete;
     for (let i = 0; i < 100 && (await hookLog(log)).length < complete.length; i++) await sleep(50);
     await hooks.stop();
@@ -116,6 +120,8 @@ describe("--on-segment hooks", () => {
     let child = spawn(process.execPath, [childScript, JSON.stringify(options)], {
       stdio: ["ignore", "pipe", "inherit"],
     });
+    // Let it start streaming first (before PostgreSQL 15 it starts at the server's position).
+    await sleep(1000);
     await cluster.generateWal(3);
     await sleep(2500);
     assert.ok((await listArchive(dir)).complete.length >= 3, "segments completed");

