@@ -422,8 +422,11 @@ export class PgConnection {
     return this.readResults("query");
   }
 
-  /** Reads RowDescription/DataRow/CommandComplete until ReadyForQuery. */
-  private async readResults(context: string): Promise<QueryResult[]> {
+  /**
+   * Reads RowDescription/DataRow/CommandComplete until ReadyForQuery. `copy` also accepts the
+   * switch to CopyBoth; `end of streaming` also takes the tail of a CopyBoth exchange.
+   */
+  private async readResults(context: "query" | "copy" | "end of streaming"): Promise<QueryResult[]> {
     const results: QueryResult[] = [];
     let fields: FieldDescription[] = [];
     let rows: (string | null)[][] = [];
@@ -448,7 +451,18 @@ export class PgConnection {
         case Backend.ErrorResponse:
           error = this.serverError(body);
           break;
+        case Backend.CopyData:
+          if (context !== "end of streaming") throw unexpected(type, context);
+          break; // WAL after we asked to stop: not ours to keep.
+        case Backend.CopyDone:
+          if (context !== "end of streaming") throw unexpected(type, context);
+          this.sendCopyDone();
+          break;
         case Backend.ReadyForQuery:
+          if (context === "end of streaming") {
+            this.inCopy = false;
+            this.sentCopyDone = false;
+          }
           if (error) throw error;
           return results;
         case Backend.CopyBothResponse:
@@ -509,42 +523,7 @@ export class PgConnection {
    * and its start position) once the server is ready for queries again.
    */
   async finishCopy(): Promise<QueryResult[]> {
-    const results: QueryResult[] = [];
-    let fields: FieldDescription[] = [];
-    let rows: (string | null)[][] = [];
-    let error: ServerError | undefined;
-    for (;;) {
-      const { type, body } = await this.queue.next();
-      switch (type) {
-        case Backend.CopyData:
-          break; // WAL after we asked to stop: not ours to keep.
-        case Backend.CopyDone:
-          this.sendCopyDone();
-          break;
-        case Backend.RowDescription:
-          fields = parseRowDescription(body);
-          rows = [];
-          break;
-        case Backend.DataRow:
-          rows.push(parseDataRow(body).map((v) => (v === null ? null : v.toString("utf8"))));
-          break;
-        case Backend.CommandComplete:
-          results.push({ fields, rows, command: parseCommandComplete(body) });
-          fields = [];
-          rows = [];
-          break;
-        case Backend.ErrorResponse:
-          error = this.serverError(body);
-          break;
-        case Backend.ReadyForQuery:
-          this.inCopy = false;
-          this.sentCopyDone = false;
-          if (error) throw error;
-          return results;
-        default:
-          throw unexpected(type, "end of streaming");
-      }
-    }
+    return this.readResults("end of streaming");
   }
 
   /** Sends Terminate and closes the socket. Safe to call more than once. */
