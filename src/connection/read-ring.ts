@@ -4,20 +4,26 @@
  *
  * Why: with Node's default reads every 64 KiB chunk is a fresh allocation, an XLogData message
  * (≈128 KiB) straddles chunks and must be assembled by copying, and a fresh allocation per read
- * costs page faults and garbage collection. Here each read fills the free part of a fixed ring
- * as far as the kernel has data, messages are handed on as views into it, and the memory is
- * reused once the consumer is done with them — so reading costs neither copies nor allocations,
- * and its memory is bounded by the ring: when the ring is full, the socket is paused.
+ * costs page faults and garbage collection. Here each read fills free space of a fixed ring as far
+ * as the kernel has data, messages are handed on as views into it, and the memory is reused once
+ * the consumer is done with them — so reading costs neither copies nor allocations, and its memory
+ * is bounded by the ring: when the ring is full, the socket is paused.
  *
  * Bookkeeping: bytes are numbered by a running sequence (`seq`), and every read is a `RingChunk`.
  * The connection counts, per chunk, the message views still lent out; a chunk with none is done,
  * and the ring's space is given back in order up to the first chunk that is not.
+ *
+ * Node asks for the next read's buffer right after each read, even when that read pauses the
+ * socket, and uses it whenever reading resumes. So a region handed out is reserved until its read
+ * arrives, and when there is no room, a small buffer outside the ring is handed out instead.
  */
 const DEFAULT_CAPACITY = 8 * 1024 * 1024;
-/** Smallest read worth issuing; below this much contiguous space the ring waits or wraps. */
+/** Smallest read worth issuing from the ring; below this much contiguous space it waits or wraps. */
 const MIN_READ_BYTES = 256 * 1024;
 /** Largest single read, so one read cannot overshoot the queue's high-water mark by much. */
 const MAX_READ_BYTES = 1024 * 1024;
+/** Size of the stand-in buffer used while the ring is full. */
+const OVERFLOW_READ_BYTES = 64 * 1024;
 
 export class RingChunk {
   /** Message views of this chunk still held by a consumer. */
@@ -27,21 +33,23 @@ export class RingChunk {
   constructor(
     /** Bytes of data the read delivered. */
     readonly bytes: number,
-    /** Sequence number after the chunk; grows when the ring wraps and the skipped tail is added to it. */
+    /** Sequence number after the chunk (grows when the ring wraps: the skipped tail is added to it); -1 outside the ring. */
     public endSeq: number,
   ) {}
 }
 
 export class ReadRing {
   private readonly ring: Buffer;
-  /** Bytes ever handed to reads (including bytes skipped at the ring's end when wrapping). */
+  /** End of the last read (including bytes skipped at the ring's end when wrapping). */
   private writeSeq = 0;
   /** Bytes given back: everything before this may be overwritten. */
   private releasedSeq = 0;
+  /** Where the region handed to the pending read starts; undefined when it is outside the ring. */
+  private pendingReadSeq: number | undefined;
   private readonly chunks: RingChunk[] = [];
   private sink: ((chunk: Buffer, owner: RingChunk) => void) | undefined;
   private early: [Buffer, RingChunk][] = [];
-  /** Set while reads are held back for lack of room; called when room is back. */
+  /** Called when room is back after reads were held back. */
   private onRoom: (() => void) | undefined;
 
   constructor(readonly capacity: number = DEFAULT_CAPACITY) {
@@ -50,20 +58,21 @@ export class ReadRing {
 
   /** For net.connect({ onread }). Returning false from the callback pauses the socket. */
   readonly onread = {
-    buffer: (): Buffer => {
-      const room = this.contiguousRoom();
-      // The callback paused reading before room ran out; should Node still ask, give a sliver.
-      const position = this.writeSeq % this.capacity;
-      return this.ring.subarray(position, position + Math.min(Math.max(room, 1), MAX_READ_BYTES));
-    },
+    buffer: (): Buffer => this.nextReadBuffer(),
     callback: (bytes: number, buffer: Uint8Array): boolean => {
       const chunk = Buffer.from(buffer.buffer, buffer.byteOffset, bytes);
-      this.writeSeq += bytes;
-      const owner = new RingChunk(bytes, this.writeSeq);
-      this.chunks.push(owner);
+      let owner: RingChunk;
+      if (buffer.buffer === this.ring.buffer && this.pendingReadSeq !== undefined) {
+        this.writeSeq = this.pendingReadSeq + bytes;
+        owner = new RingChunk(bytes, this.writeSeq);
+        this.chunks.push(owner);
+      } else {
+        owner = new RingChunk(bytes, -1); // a stand-in buffer: nothing in the ring to give back
+      }
+      this.pendingReadSeq = undefined;
       if (this.sink) this.sink(chunk, owner);
       else this.early.push([chunk, owner]);
-      return this.contiguousRoom() >= MIN_READ_BYTES;
+      return this.hasRoom;
     },
   };
 
@@ -80,8 +89,12 @@ export class ReadRing {
     this.onRoom = resume;
   }
 
+  /** True when a worthwhile read fits, at the write position or after wrapping. */
   get hasRoom(): boolean {
-    return this.contiguousRoom() >= MIN_READ_BYTES;
+    const { toEnd, free } = this.space();
+    return (
+      Math.min(toEnd, free) >= MIN_READ_BYTES || (toEnd < MIN_READ_BYTES && free - toEnd >= MIN_READ_BYTES)
+    );
   }
 
   /** Bytes of the ring currently holding data not yet given back. */
@@ -99,32 +112,34 @@ export class ReadRing {
       this.releasedSeq = first.endSeq;
       released = true;
     }
-    if (this.chunks.length === 0) {
-      // Nothing is lent out: every byte up to the last read (and any skipped tail) is free.
-      this.releasedSeq = this.writeSeq;
-    }
     if (released && this.onRoom && this.hasRoom) this.onRoom();
   }
 
-  /**
-   * Contiguous free bytes at the write position. When the space left before the ring's end is
-   * too small for a worthwhile read, the write position skips to the start (the skipped bytes
-   * count as handed out, so they are given back with the chunk before them).
-   */
-  private contiguousRoom(): number {
-    const free = this.capacity - (this.writeSeq - this.releasedSeq);
-    const position = this.writeSeq % this.capacity;
-    const toEnd = this.capacity - position;
-    if (toEnd < MIN_READ_BYTES && free - toEnd >= MIN_READ_BYTES) {
+  private space(): { toEnd: number; free: number } {
+    return {
+      toEnd: this.capacity - (this.writeSeq % this.capacity),
+      free: this.capacity - (this.writeSeq - this.releasedSeq),
+    };
+  }
+
+  /** Reserves the region for the next read; wraps to the ring's start when its end is too short. */
+  private nextReadBuffer(): Buffer {
+    const { toEnd, free } = this.space();
+    let length = Math.min(toEnd, free);
+    if (length < MIN_READ_BYTES && toEnd < MIN_READ_BYTES && free - toEnd >= MIN_READ_BYTES) {
+      // Skip the short tail: it is given back together with the chunk before it.
       this.writeSeq += toEnd;
       const last = this.chunks[this.chunks.length - 1];
-      if (last !== undefined) {
-        last.endSeq = this.writeSeq; // the last chunk now also covers the skipped tail
-      } else {
-        this.releasedSeq = this.writeSeq;
-      }
-      return Math.min(this.capacity, this.capacity - (this.writeSeq - this.releasedSeq));
+      if (last !== undefined) last.endSeq = this.writeSeq;
+      else this.releasedSeq = this.writeSeq;
+      length = free - toEnd;
     }
-    return Math.min(free, toEnd);
+    if (length < MIN_READ_BYTES) {
+      this.pendingReadSeq = undefined;
+      return Buffer.allocUnsafe(OVERFLOW_READ_BYTES);
+    }
+    this.pendingReadSeq = this.writeSeq;
+    const position = this.writeSeq % this.capacity;
+    return this.ring.subarray(position, position + Math.min(length, MAX_READ_BYTES));
   }
 }
