@@ -2,6 +2,10 @@
  * pgwal as a library, for backup pipelines: a WAL receiver with typed events, the replication
  * connection and commands it is built on, and the archive helpers.
  */
+
+export { restoreFile } from "./archive/restore.js";
+export { archiveStatus } from "./archive/status.js";
+export { verifyArchive } from "./archive/verify.js";
 export {
   createPhysicalSlot,
   dropSlot,
@@ -27,6 +31,13 @@ export {
   StorageError,
   UsageError,
 } from "./errors.js";
+export {
+  defaultHookStateFile,
+  type HookEvents,
+  type SegmentHookOptions,
+  SegmentHookRunner,
+  substituteHookCommand,
+} from "./hooks/segment-hooks.js";
 export { formatLsn, type Lsn, parseLsn } from "./lsn.js";
 export type { ReceiverLogger } from "./receiver/logger.js";
 export {

@@ -326,9 +326,12 @@ describe("disk faults", () => {
     });
     const endpos = await workload(cluster, 100);
     const running = r.run();
+    const rssBefore = process.memoryUsage().rss;
+    let maxRss = rssBefore;
     const sampler = setInterval(() => {
       const queued = (r as unknown as { connection?: { queuedBytes: number } }).connection?.queuedBytes ?? 0;
       maxQueued = Math.max(maxQueued, queued);
+      maxRss = Math.max(maxRss, process.memoryUsage().rss);
     }, 5);
     let violations = 0;
     while (r.positions.written < endpos) {
@@ -342,6 +345,9 @@ describe("disk faults", () => {
     assert.equal(violations, 0, "the server saw a flush position beyond what pgwal had fsynced");
     // Backpressure: bytes waiting in memory stay near the high-water mark (4 MiB) plus one socket read.
     assert.ok(maxQueued < 6 * 1024 * 1024, `queued up to ${maxQueued} bytes`);
+    // And the process as a whole: ~28 MB of backlog on the server, far less growth here.
+    const growthMiB = (maxRss - rssBefore) / 1048576;
+    assert.ok(growthMiB < 24, `RSS grew by ${growthMiB.toFixed(1)} MiB while the disk was slow`);
     await finishAndCheck(dir, cluster, "slow", await workload(cluster, 10));
     await cluster.sql("SELECT pg_drop_replication_slot('slow')");
     await rm(dir, { recursive: true });
