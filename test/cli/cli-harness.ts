@@ -17,6 +17,8 @@ export interface CliRun {
 }
 
 export interface CliOptions {
+  /** The executable to run (default bin/pgwal; e.g. a symlink named pg_receivewal). */
+  script?: string;
   env?: NodeJS.ProcessEnv;
   cwd?: string;
   timeoutMs?: number;
@@ -25,7 +27,7 @@ export interface CliOptions {
 }
 
 export function runPgwal(args: readonly string[], options: CliOptions = {}): Promise<CliRun> {
-  const child = spawn(process.execPath, [PGWAL_BIN, ...args], {
+  const child = spawn(process.execPath, [options.script ?? PGWAL_BIN, ...args], {
     cwd: options.cwd ?? PROJECT_ROOT,
     env: { PATH: process.env.PATH, HOME: process.env.HOME, PGCONNECT_TIMEOUT: "10", ...options.env },
     stdio: ["ignore", "pipe", "pipe"],

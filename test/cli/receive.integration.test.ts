@@ -13,6 +13,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { formatLsn, parseLsn } from "../../src/lsn.js";
 import { type PgCluster, startSharedCluster, TEST_USERS } from "../support/cluster.js";
+import { type CliOptions, type CliRun, jsonLogLines, runPgwal } from "./cli-harness.js";
 
 const root = fileURLToPath(new URL("../../../", import.meta.url));
 const bin = join(root, "bin", "pgwal");
@@ -37,58 +38,19 @@ after(async () => {
   if (workDir) await rm(workDir, { recursive: true, force: true });
 });
 
-interface CliRun {
-  status: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-}
-
-interface CliOptions {
-  env?: NodeJS.ProcessEnv;
-  timeoutMs?: number;
-  /** Called with the growing stderr; may signal the child. */
-  onStderr?: (stderr: string, child: ReturnType<typeof spawn>) => void;
-  /** Gets the child process as soon as it is started. */
-  onStart?: (child: ReturnType<typeof spawn>) => void;
-}
-
-/** Runs the CLI (as pg_receivewal) with a minimal environment: no PG* leaks in from the test runner. */
+/** Runs the CLI as pg_receivewal with a minimal environment: no PG* leaks in from the test runner. */
 function runCli(args: string[], options: CliOptions = {}): Promise<CliRun> {
-  const child = spawn(process.execPath, [dropIn, ...args], {
+  return runPgwal(args, {
+    timeoutMs: 60_000,
+    ...options,
+    script: dropIn,
     cwd: workDir,
-    env: { PATH: process.env.PATH, HOME: workDir, PGCONNECT_TIMEOUT: "10", ...options.env },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  options.onStart?.(child);
-  let stdout = "";
-  let stderr = "";
-  child.stdout.on("data", (chunk: Buffer) => {
-    stdout += chunk.toString("utf8");
-  });
-  child.stderr.on("data", (chunk: Buffer) => {
-    stderr += chunk.toString("utf8");
-    options.onStderr?.(stderr, child);
-  });
-  const timer = setTimeout(() => child.kill("SIGKILL"), options.timeoutMs ?? 60_000);
-  return new Promise((resolve) => {
-    child.on("close", (status, signal) => {
-      clearTimeout(timer);
-      resolve({ status, signal, stdout, stderr });
-    });
+    env: { HOME: workDir, ...options.env },
   });
 }
 
 function connectionArgs(user: string = TEST_USERS.trust.name): string[] {
   return ["-h", "127.0.0.1", "-p", String(cluster.port), "-U", user];
-}
-
-/** The JSON log lines of a run (the plain `pg_receivewal: error:` lines are skipped). */
-function jsonLines(stderr: string): Record<string, unknown>[] {
-  return stderr
-    .split("\n")
-    .filter((line) => line.startsWith("{"))
-    .map((line) => JSON.parse(line) as Record<string, unknown>);
 }
 
 async function slotExists(name: string): Promise<boolean> {
@@ -103,7 +65,7 @@ test("--create-slot creates a physical slot and exits 0 without -D; --drop-slot 
     await cluster.sql("SELECT slot_type FROM pg_replication_slots WHERE slot_name = 'cli_slot'"),
     "physical",
   );
-  assert.ok(jsonLines(created.stderr).some((l) => l.msg === 'creating replication slot "cli_slot"'));
+  assert.ok(jsonLogLines(created.stderr).some((l) => l.msg === 'creating replication slot "cli_slot"'));
 
   const again = await runCli(["--create-slot", "-S", "cli_slot", ...connectionArgs()]);
   assert.equal(again.status, 1);
@@ -135,7 +97,7 @@ test("streams to --endpos and exits 0; -v logs each finished segment with lsn, t
   });
   await generating;
   assert.equal(result.status, 0, result.stderr);
-  const lines = jsonLines(result.stderr);
+  const lines = jsonLogLines(result.stderr);
   const finished = lines.filter((l) => String(l.msg).startsWith("finished segment at "));
   assert.ok(finished.length >= 1, result.stderr);
   for (const line of finished) {
@@ -186,7 +148,7 @@ test("SIGTERM and SIGINT stop cleanly: exit 0, the open segment stays .partial",
   const term = await streamThenSignal("SIGTERM", ["--log-level=info"]);
   assert.equal(term.result.signal, null);
   assert.equal(term.result.status, 0, term.result.stderr);
-  assert.ok(jsonLines(term.result.stderr).some((l) => l.msg === "received interrupt signal, exiting"));
+  assert.ok(jsonLogLines(term.result.stderr).some((l) => l.msg === "received interrupt signal, exiting"));
   assert.ok(
     term.files.some((f) => /^[0-9A-F]{24}\.partial$/.test(f)),
     `${term.files}`,
