@@ -5,7 +5,7 @@
 import * as fsp from "node:fs/promises";
 import { pipeline, type Readable } from "node:stream";
 import { createGunzip, constants as zlibConstants } from "node:zlib";
-import { UsageError } from "../errors.js";
+import { ArchiveError, PgwalError, StorageError, UsageError } from "../errors.js";
 import { storageCall } from "./fsync.js";
 import { createLz4DecompressStream } from "./lz4-frame.js";
 import { parseArchiveFileName } from "./names.js";
@@ -152,4 +152,40 @@ export async function openDecompressed(
   return pipeline(raw, decoder, () => {
     // Errors reach the consumer through `decoder`; pipeline destroys both streams on failure.
   });
+}
+
+/**
+ * Decompressed bytes of `path` from its start, read until at least `stopAfter` bytes came out or
+ * the content ends (so a corrupt length cannot exhaust memory). An unreadable file is a
+ * StorageError, undecodable data an ArchiveError.
+ */
+export async function readDecompressed(
+  path: string,
+  stopAfter: number,
+  options: OpenDecompressedOptions = {},
+): Promise<Buffer> {
+  const stream = await openDecompressed(path, options);
+  const pieces: Buffer[] = [];
+  let collected = 0;
+  try {
+    for await (const piece of stream as AsyncIterable<Buffer>) {
+      pieces.push(piece);
+      collected += piece.byteLength;
+      if (collected >= stopAfter) break;
+    }
+  } catch (error) {
+    throw decodeFailure(path, error);
+  } finally {
+    stream.destroy();
+  }
+  return Buffer.concat(pieces, collected);
+}
+
+function decodeFailure(path: string, error: unknown): PgwalError {
+  if (error instanceof PgwalError) return error;
+  if ((error as NodeJS.ErrnoException | undefined)?.syscall !== undefined) {
+    return new StorageError("read", path, error);
+  }
+  // zlib reports corrupt gzip data with plain Errors (code Z_DATA_ERROR, Z_BUF_ERROR…).
+  return new ArchiveError(`could not decompress "${path}": ${(error as Error).message}`, { cause: error });
 }

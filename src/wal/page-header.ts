@@ -9,9 +9,9 @@
  * block size u32 @36 (40 bytes).
  */
 import * as fsp from "node:fs/promises";
-import { ArchiveError, PgwalError } from "../errors.js";
+import { ArchiveError } from "../errors.js";
 import type { Lsn } from "../lsn.js";
-import { openDecompressed } from "./compression.js";
+import { readDecompressed } from "./compression.js";
 import { storageCall } from "./fsync.js";
 
 export const XLP_FIRST_IS_CONTRECORD = 0x0001;
@@ -68,28 +68,6 @@ export function parseWalPageHeader(page: Buffer): WalPageHeader {
   return header;
 }
 
-/** Up to `length` bytes from the start of the file's (decompressed) content. */
-async function readContentPrefix(path: string, length: number): Promise<Buffer> {
-  const stream = await openDecompressed(path, { allowTruncated: true });
-  const pieces: Buffer[] = [];
-  let collected = 0;
-  try {
-    for await (const piece of stream as AsyncIterable<Buffer>) {
-      pieces.push(piece);
-      collected += piece.byteLength;
-      if (collected >= length) break;
-    }
-  } catch (error) {
-    if (error instanceof PgwalError) throw error;
-    throw new ArchiveError(`could not read WAL file "${path}": ${(error as Error).message}`, {
-      cause: error,
-    });
-  } finally {
-    stream.destroy();
-  }
-  return Buffer.concat(pieces).subarray(0, length);
-}
-
 /**
  * The system identifier in the first page of an archive file (plain or compressed, partial or
  * not), or undefined when there is nothing to check yet: the first page is all zeros (a freshly
@@ -98,7 +76,10 @@ async function readContentPrefix(path: string, length: number): Promise<Buffer> 
  */
 export async function readSystemIdentifier(path: string): Promise<bigint | undefined> {
   await storageCall("open", path, () => fsp.access(path));
-  const prefix = await readContentPrefix(path, LONG_PAGE_HEADER_SIZE);
+  const prefix = (await readDecompressed(path, LONG_PAGE_HEADER_SIZE, { allowTruncated: true })).subarray(
+    0,
+    LONG_PAGE_HEADER_SIZE,
+  );
   if (prefix.byteLength < LONG_PAGE_HEADER_SIZE || prefix.every((byte) => byte === 0)) return undefined;
   const header = parseWalPageHeader(prefix);
   if (!header.long) {
