@@ -6,7 +6,17 @@ import { spawn } from "node:child_process";
 import { mkdir, readdir, rm, stat } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { formatLsn } from "../src/lsn.js";
+import { parseWalFileName } from "../src/wal/names.js";
 import { PgCluster, TEST_USERS } from "../test/support/cluster.js";
+
+/** "start – end" LSNs of the WAL a segment file (or its .partial) holds room for. */
+function segmentRange(fileName: string, segmentSize: number): string {
+  const parsed = parseWalFileName(fileName.slice(0, 24), segmentSize);
+  if (parsed === undefined) return "";
+  const start = parsed.segNo * BigInt(segmentSize);
+  return `${formatLsn(start)} – ${formatLsn(start + BigInt(segmentSize))}`;
+}
 
 const root = resolve(fileURLToPath(new URL("../..", import.meta.url)));
 const archive = resolve(process.argv[2] ?? join(root, "demo-archive"));
@@ -44,7 +54,9 @@ async function main(): Promise<number> {
     console.log(`\narchive ${archive}:`);
     for (const name of files) {
       const info = await stat(join(archive, name));
-      console.log(`  ${name.padEnd(34)} ${String(info.size).padStart(10)} bytes`);
+      console.log(
+        `  ${name.padEnd(34)} ${segmentRange(name, cluster.walSegmentSize).padEnd(24)} ${info.size} bytes`,
+      );
     }
     const restart = await cluster.sql(
       "SELECT restart_lsn FROM pg_replication_slots WHERE slot_name = 'pgwal_demo'",
