@@ -5,6 +5,7 @@
  *
  *   node dist/bench/discard-receiver.js HOST PORT USER SLOT ENDPOS
  */
+import { readFile } from "node:fs/promises";
 import {
   identifySystem,
   parseMemorySetting,
@@ -25,6 +26,8 @@ import {
 } from "../src/protocol/replication.js";
 
 const STATUS_INTERVAL_MS = 1000;
+/** USER_HZ: what Linux reports /proc CPU times in (100 on every mainstream architecture). */
+const CLOCK_TICKS_PER_SECOND = 100;
 
 async function main(): Promise<void> {
   const [host, port, user, slot, endposText] = process.argv.slice(2);
@@ -43,6 +46,10 @@ async function main(): Promise<void> {
   if (info?.restartLsn === undefined) throw new Error(`slot ${slot} has no restart position`);
   const segmentSize = parseMemorySetting(await showSetting(conn, "wal_segment_size"));
   const start = segmentStartOf(info.restartLsn, segmentSize);
+  // The walsender is this connection's backend process: its CPU time tells whether the server,
+  // not this receiver, sets the pace (a walsender at one full core cannot send any faster).
+  const walsenderBefore = await processCpuSeconds(conn.processId);
+  const startedAt = process.hrtime.bigint();
   await startReplication(conn, { slot, start, timeline: info.restartTimeline ?? identity.timeline });
 
   let position: Lsn = start;
@@ -82,10 +89,30 @@ async function main(): Promise<void> {
     if (replyNow || Date.now() - lastStatus >= STATUS_INTERVAL_MS) report(false);
   }
   report(false);
+  const walsenderBusy =
+    walsenderBefore === undefined
+      ? undefined
+      : ((await processCpuSeconds(conn.processId)) ?? Number.NaN) - walsenderBefore;
+  const wallSeconds = Number(process.hrtime.bigint() - startedAt) / 1e9;
   conn.sendCopyDone();
   await conn.finishCopy();
   await conn.close();
-  process.stdout.write(`${JSON.stringify({ start: formatLsn(start), end: formatLsn(position), bytes })}\n`);
+  const walsenderCores = walsenderBusy === undefined ? undefined : walsenderBusy / wallSeconds;
+  process.stdout.write(
+    `${JSON.stringify({ start: formatLsn(start), end: formatLsn(position), bytes, walsenderCores })}\n`,
+  );
+}
+
+/** User + system CPU seconds of a local process (undefined when it is not readable, e.g. remote). */
+async function processCpuSeconds(pid: number): Promise<number | undefined> {
+  try {
+    const stat = await readFile(`/proc/${pid}/stat`, "utf8");
+    // Fields after the parenthesised command name; utime and stime are the 14th and 15th fields.
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_SECOND;
+  } catch {
+    return undefined;
+  }
 }
 
 main().then(

@@ -20,7 +20,9 @@ type Metric<R> = { name: string; pick: (run: R) => number };
 const THROUGHPUT_METRICS: Metric<ThroughputRun>[] = [
   { name: "MiB/s", pick: (r) => r.mibPerSecond },
   { name: "CPU s/GiB", pick: (r) => r.cpuSecondsPerGib },
+  { name: "user CPU s/GiB", pick: (r) => r.userCpuSecondsPerGib },
   { name: "peak RSS MiB", pick: (r) => r.peakRssMib },
+  { name: "walsender cores", pick: (r) => r.walsenderCores ?? Number.NaN },
 ];
 
 const PGBENCH_METRICS: Metric<PgbenchRun>[] = [
@@ -39,12 +41,17 @@ function rowsFor<R extends { scenario: string; tool: string; problems: string[] 
     const ok = runs.filter((r) => r.scenario === scenario && r.problems.length === 0);
     for (const metric of metrics) {
       const of = (tool: string) => {
-        const values = ok.filter((r) => r.tool === tool).map(metric.pick);
+        // A metric a scenario does not measure (NaN) has no row.
+        const values = ok
+          .filter((r) => r.tool === tool)
+          .map(metric.pick)
+          .filter((v) => !Number.isNaN(v));
         return values.length > 0 ? spread(values) : undefined;
       };
       const pgwal = of("pgwal");
       const pgReceivewal = of("pg_receivewal");
       const reference = pgwal ?? of("dd") ?? of("none");
+      if (reference === undefined && pgReceivewal === undefined) continue;
       rows.push({
         scenario,
         metric: metric.name,

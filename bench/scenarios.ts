@@ -45,7 +45,11 @@ export interface ThroughputRun {
   wallSeconds: number;
   mibPerSecond: number;
   cpuSecondsPerGib: number;
+  /** The receiver's own CPU (user time), without the kernel's work of writing. */
+  userCpuSecondsPerGib: number;
   peakRssMib: number;
+  /** Discard runs: the walsender's CPU over the run, in cores (1 = one core busy all the time). */
+  walsenderCores?: number;
   problems: string[];
 }
 
@@ -104,6 +108,7 @@ function throughput(
     wallSeconds: m.wallSeconds,
     mibPerSecond: bytes / MIB / m.wallSeconds,
     cpuSecondsPerGib: (m.userSeconds + m.sysSeconds) / (bytes / GIB),
+    userCpuSecondsPerGib: m.userSeconds / (bytes / GIB),
     peakRssMib: m.maxRssKb / 1024,
     problems,
   };
@@ -182,9 +187,16 @@ export async function discardRun(ctx: BenchContext, slot: string, round: number)
     );
     const problems: string[] = [];
     let bytes = 0;
+    let walsenderCores: number | undefined;
     try {
-      const result = JSON.parse(m.stdout.trim()) as { start: string; end: string; bytes: number };
+      const result = JSON.parse(m.stdout.trim()) as {
+        start: string;
+        end: string;
+        bytes: number;
+        walsenderCores?: number;
+      };
       bytes = result.bytes;
+      walsenderCores = result.walsenderCores;
       if (parseLsn(result.start) !== ctx.start)
         problems.push(`started at ${result.start}, expected ${formatLsn(ctx.start)}`);
       if (parseLsn(result.end) < ctx.endpos)
@@ -194,14 +206,17 @@ export async function discardRun(ctx: BenchContext, slot: string, round: number)
     } catch (error) {
       problems.push(`unreadable result "${m.stdout.trim()}": ${String(error)}`);
     }
-    return throughput(
-      "discard-only (pgwal protocol)",
-      "pgwal",
-      round,
-      bytes || Number(ctx.endpos - ctx.start),
-      m,
-      problems,
-    );
+    return {
+      ...throughput(
+        "discard-only (pgwal protocol)",
+        "pgwal",
+        round,
+        bytes || Number(ctx.endpos - ctx.start),
+        m,
+        problems,
+      ),
+      walsenderCores,
+    };
   } finally {
     await dropSlot(ctx.cluster, slot);
   }

@@ -9,14 +9,13 @@ import path from "node:path";
 import { identifySystem } from "../connection/commands.js";
 import type { ConnectionSettings } from "../connection/conninfo.js";
 import { UsageError } from "../errors.js";
-import { defaultHookStateFile, SegmentHookRunner } from "../hooks/segment-hooks.js";
+import type { SegmentHookRunner } from "../hooks/segment-hooks.js";
 import { formatLsn } from "../lsn.js";
 import type { ReceiverLogger } from "../receiver/logger.js";
 import { WalReceiver } from "../receiver/receiver.js";
 import { buildConnectionSettings, connectFirst } from "./connect.js";
 import { ExitCode, type ExitCodeValue } from "./exit-codes.js";
-import { ReceiverMetrics } from "./metrics.js";
-import { formatListenAddress, type MetricsServer, startMetricsServer } from "./metrics-server.js";
+import type { MetricsServer } from "./metrics-server.js";
 import type { ReceiveArgs } from "./options.js";
 import type { PromptResult } from "./password-prompt.js";
 import { ProgressLine, type ProgressSample } from "./progress-line.js";
@@ -98,15 +97,17 @@ async function stream(
       ? undefined
       : new ProgressLine({ write: context.progressOutput, sample: () => positions?.() });
   const logger = progress === undefined ? context.logger : progress.wrapLogger(context.logger);
-  const hooks =
-    args.onSegment === undefined
-      ? undefined
-      : new SegmentHookRunner({
-          command: args.onSegment,
-          directory,
-          stateFile: args.hookStateFile ?? (await defaultHookStateFile(directory, context.env)),
-          logger,
-        });
+  // Hooks and metrics are loaded only when asked for: prom-client and http alone are ~10 MB of RSS.
+  let hooks: SegmentHookRunner | undefined;
+  if (args.onSegment !== undefined) {
+    const { defaultHookStateFile, SegmentHookRunner } = await import("../hooks/segment-hooks.js");
+    hooks = new SegmentHookRunner({
+      command: args.onSegment,
+      directory,
+      stateFile: args.hookStateFile ?? (await defaultHookStateFile(directory, context.env)),
+      logger,
+    });
+  }
   const receiver = new WalReceiver({
     connection: settings,
     directory,
@@ -156,13 +157,17 @@ async function stream(
         if (receiver.positions.lastMessageAt > 0) void notifier.status(describePosition(receiver.positions));
       }, STATUS_NOTIFY_INTERVAL_MS).unref()
     : undefined;
-  const metrics =
-    args.metricsListen === undefined
-      ? undefined
-      : new ReceiverMetrics(receiver, { statusIntervalSeconds: args.statusIntervalSeconds, hooks });
+  let metrics: { markStopped(): void } | undefined;
   let metricsServer: MetricsServer | undefined;
-  if (metrics !== undefined && args.metricsListen !== undefined) {
-    metricsServer = await startMetricsServer(metrics, args.metricsListen);
+  if (args.metricsListen !== undefined) {
+    const { ReceiverMetrics } = await import("./metrics.js");
+    const { formatListenAddress, startMetricsServer } = await import("./metrics-server.js");
+    const receiverMetrics = new ReceiverMetrics(receiver, {
+      statusIntervalSeconds: args.statusIntervalSeconds,
+      hooks,
+    });
+    metrics = receiverMetrics;
+    metricsServer = await startMetricsServer(receiverMetrics, args.metricsListen);
     const where = formatListenAddress(metricsServer.address);
     logger.info(
       { listen: where, port: metricsServer.address.port },

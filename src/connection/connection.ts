@@ -35,7 +35,7 @@ import type { ConnectionSettings, HostTarget } from "./conninfo.js";
 import { effectiveSslMode } from "./conninfo.js";
 import { MessageQueue } from "./message-queue.js";
 import { lookupPgpass } from "./pgpass.js";
-import type { RingChunk } from "./read-ring.js";
+import type { RingChunk } from "./read-ring-chunk.js";
 import { connectionFailedPrefix, openTransport, type Transport } from "./transport.js";
 
 /** Result of one statement of a simple query, values as text (replication commands answer in text). */
@@ -64,7 +64,7 @@ const DEFAULT_HIGH_WATER_BYTES = 8 * 1024 * 1024;
 export class PgConnection {
   readonly parameters = new Map<string, string>();
   processId = 0;
-  private readonly framer = new MessageFramer();
+  private readonly framer: MessageFramer;
   private readonly queue: MessageQueue;
   private closed = false;
   private inCopy = false;
@@ -80,6 +80,10 @@ export class PgConnection {
   ) {
     const socket = transport.socket;
     const ring = transport.readRing;
+    this.framer =
+      ring === undefined
+        ? new MessageFramer()
+        : new MessageFramer(undefined, undefined, (size) => ring.spares.takeForMessage(size));
     this.queue = new MessageQueue(
       options.highWaterBytes ?? DEFAULT_HIGH_WATER_BYTES,
       (paused) => {
@@ -239,9 +243,15 @@ export class PgConnection {
     } else if (type === Backend.NotificationResponse) {
       // LISTEN is meaningless on a replication connection; ignore.
     } else {
-      // A body assembled from several reads lives in its own memory and pins no ring chunk.
-      const isView = body.buffer === chunk.buffer;
-      this.queue.push(type, body, isView ? (fromCarry ? this.carryOwner : this.chunkOwner) : undefined);
+      // A body assembled from several reads lives in a spare buffer (or its own memory), not in the chunk.
+      let owner: RingChunk | undefined;
+      if (body.buffer === chunk.buffer) owner = fromCarry ? this.carryOwner : this.chunkOwner;
+      else {
+        owner = this.transport.readRing?.spares.ownerOf(body);
+        // The framer is done with it once emitted: only the queue's views can pin it now.
+        if (owner !== undefined) owner.parsed = true;
+      }
+      this.queue.push(type, body, owner);
     }
   }
 

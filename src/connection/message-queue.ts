@@ -1,5 +1,5 @@
 import { Backend } from "../protocol/message-types.js";
-import type { RingChunk } from "./read-ring.js";
+import type { RingChunk } from "./read-ring-chunk.js";
 
 /**
  * Backend messages waiting for their consumer, with the backpressure hook the socket needs.

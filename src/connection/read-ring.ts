@@ -15,9 +15,12 @@
  *
  * Node asks for the next read's buffer right after each read, even when that read pauses the
  * socket, and uses it whenever reading resumes. So a region handed out is reserved until its read
- * arrives, and when there is no room, a small buffer outside the ring is handed out instead.
+ * arrives, and when there is no room, a small spare buffer outside the ring is handed out instead.
  */
-const DEFAULT_CAPACITY = 8 * 1024 * 1024;
+import { RingChunk } from "./read-ring-chunk.js";
+import { SpareBuffers } from "./spare-buffers.js";
+
+const DEFAULT_CAPACITY = 4 * 1024 * 1024;
 /** Smallest read worth issuing from the ring; below this much contiguous space it waits or wraps. */
 const MIN_READ_BYTES = 256 * 1024;
 /** Largest single read, so one read cannot overshoot the queue's high-water mark by much. */
@@ -25,21 +28,10 @@ const MAX_READ_BYTES = 1024 * 1024;
 /** Size of the stand-in buffer used while the ring is full. */
 const OVERFLOW_READ_BYTES = 64 * 1024;
 
-export class RingChunk {
-  /** Message views of this chunk still held by a consumer. */
-  outstanding = 0;
-  /** The framer has finished with the chunk (only views can still pin it). */
-  parsed = false;
-  constructor(
-    /** Bytes of data the read delivered. */
-    readonly bytes: number,
-    /** Sequence number after the chunk (grows when the ring wraps: the skipped tail is added to it); -1 outside the ring. */
-    public endSeq: number,
-  ) {}
-}
-
 export class ReadRing {
   private readonly ring: Buffer;
+  /** Stand-in reads while the ring is full, and messages the framer assembles, reuse these. */
+  readonly spares = new SpareBuffers();
   /** End of the last read (including bytes skipped at the ring's end when wrapping). */
   private writeSeq = 0;
   /** Bytes given back: everything before this may be overwritten. */
@@ -67,7 +59,8 @@ export class ReadRing {
         owner = new RingChunk(bytes, this.writeSeq);
         this.chunks.push(owner);
       } else {
-        owner = new RingChunk(bytes, -1); // a stand-in buffer: nothing in the ring to give back
+        // A stand-in: nothing in the ring to give back; the spare is reused once this chunk is done.
+        owner = this.spares.ownRead(buffer, bytes) ?? new RingChunk(bytes, -1);
       }
       this.pendingReadSeq = undefined;
       if (this.sink) this.sink(chunk, owner);
@@ -136,7 +129,7 @@ export class ReadRing {
     }
     if (length < MIN_READ_BYTES) {
       this.pendingReadSeq = undefined;
-      return Buffer.allocUnsafe(OVERFLOW_READ_BYTES);
+      return this.spares.takeForRead(OVERFLOW_READ_BYTES);
     }
     this.pendingReadSeq = this.writeSeq;
     const position = this.writeSeq % this.capacity;

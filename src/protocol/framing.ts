@@ -48,6 +48,8 @@ export class MessageFramer {
   constructor(
     maxMessageLength: number = DEFAULT_MAX_MESSAGE_LENGTH,
     maxCarryBytes = DEFAULT_MAX_CARRY_BYTES,
+    /** Memory for an assembled body (a reader may hand out reusable buffers); a fresh one by default. */
+    private readonly allocateBody: (size: number) => Buffer = Buffer.allocUnsafe,
   ) {
     // A programming error, not peer input: hence RangeError rather than ProtocolError.
     if (!Number.isSafeInteger(maxMessageLength) || maxMessageLength < 4 || maxMessageLength > 0x7fff_ffff) {
@@ -164,7 +166,7 @@ export class MessageFramer {
 
   private startBody(type: number, length: number): void {
     this.bodyType = type;
-    this.body = Buffer.allocUnsafe(length - 4);
+    this.body = this.allocateBody(length - 4);
     this.bodyFilled = 0;
   }
 

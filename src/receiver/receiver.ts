@@ -280,6 +280,7 @@ export class WalReceiver extends EventEmitter<ReceiverEvents> {
       compression: this.options.compression ?? { method: "none" },
       onWarning: (msg: string, fields?: Record<string, unknown>) => this.log.warn(fields ?? {}, msg),
       fileSystem: this.options.fileSystem,
+      blockingWrites: this.options.synchronous === true,
     });
     const server = conn.target.socketPath ?? `${conn.target.host}:${conn.target.port}`;
     this.log.info(

@@ -1,9 +1,10 @@
 /**
  * The few file-system operations the segment writers use, behind a small interface so that tests
  * can record their order (rename only after fsync) or inject failures (ENOSPC). Everything here
- * is async: the receiver's event loop must never wait on the disk.
+ * is async — the receiver's event loop must not wait on the disk — except the optional blocking
+ * forms, which only a synchronous standby uses (see `ResolvedStorageOptions.blockingWrites`).
  */
-import { constants } from "node:fs";
+import { constants, fdatasyncSync, writevSync } from "node:fs";
 import * as fsp from "node:fs/promises";
 import { dirname } from "node:path";
 import { StorageError } from "../errors.js";
@@ -16,6 +17,39 @@ export interface WalFileHandle {
   sync(): Promise<void>;
   datasync(): Promise<void>;
   close(): Promise<void>;
+  /** `writev` in the calling thread; test doubles may leave it out (the async form is used then). */
+  writevBlocking?(buffers: readonly NodeJS.ArrayBufferView[], position: number): number;
+  /** `datasync` in the calling thread; present exactly when `writevBlocking` is. */
+  datasyncBlocking?(): void;
+}
+
+/** fs/promises' FileHandle with the blocking forms added (they use its descriptor). */
+class NodeWalFileHandle implements WalFileHandle {
+  constructor(private readonly handle: fsp.FileHandle) {}
+  writev(buffers: readonly NodeJS.ArrayBufferView[], position?: number) {
+    return this.handle.writev(buffers, position);
+  }
+  stat() {
+    return this.handle.stat();
+  }
+  truncate(length?: number) {
+    return this.handle.truncate(length);
+  }
+  sync() {
+    return this.handle.sync();
+  }
+  datasync() {
+    return this.handle.datasync();
+  }
+  close() {
+    return this.handle.close();
+  }
+  writevBlocking(buffers: readonly NodeJS.ArrayBufferView[], position: number): number {
+    return writevSync(this.handle.fd, buffers, position);
+  }
+  datasyncBlocking(): void {
+    fdatasyncSync(this.handle.fd);
+  }
 }
 
 export interface WalFileSystem {
@@ -45,7 +79,7 @@ async function fsyncDirectory(path: string): Promise<void> {
 }
 
 export const nodeFileSystem: WalFileSystem = {
-  open: (path, flags, mode) => fsp.open(path, flags, mode),
+  open: async (path, flags, mode) => new NodeWalFileHandle(await fsp.open(path, flags, mode)),
   rename: (from, to) => fsp.rename(from, to),
   fsyncDirectory,
 };
@@ -100,15 +134,35 @@ export async function writeAllAt(
   let pending = buffers.filter((buffer) => buffer.byteLength > 0);
   while (pending.length > 0) {
     const { bytesWritten } = await handle.writev(pending, position);
-    if (bytesWritten <= 0) throw errnoError("ENOSPC", "no space left on device: write made no progress");
+    pending = afterShortWrite(pending, bytesWritten);
     position += bytesWritten;
-    let skip = 0;
-    let rest = bytesWritten;
-    while (skip < pending.length && rest >= pending[skip]!.byteLength) {
-      rest -= pending[skip]!.byteLength;
-      skip++;
-    }
-    pending = pending.slice(skip);
-    if (rest > 0) pending[0] = pending[0]!.subarray(rest);
   }
+}
+
+/** `writeAllAt` with the handle's blocking writev: returns once every byte is written. */
+export function writeAllAtBlocking(
+  writevBlocking: (buffers: readonly Uint8Array[], position: number) => number,
+  buffers: readonly Uint8Array[],
+  position: number,
+): void {
+  let pending = buffers.filter((buffer) => buffer.byteLength > 0);
+  while (pending.length > 0) {
+    const bytesWritten = writevBlocking(pending, position);
+    pending = afterShortWrite(pending, bytesWritten);
+    position += bytesWritten;
+  }
+}
+
+/** What is left of `pending` after a write of `bytesWritten` bytes. */
+function afterShortWrite(pending: Uint8Array[], bytesWritten: number): Uint8Array[] {
+  if (bytesWritten <= 0) throw errnoError("ENOSPC", "no space left on device: write made no progress");
+  let skip = 0;
+  let rest = bytesWritten;
+  while (skip < pending.length && rest >= pending[skip]!.byteLength) {
+    rest -= pending[skip]!.byteLength;
+    skip++;
+  }
+  const left = skip === 0 ? pending : pending.slice(skip);
+  if (rest > 0) left[0] = left[0]!.subarray(rest);
+  return left;
 }

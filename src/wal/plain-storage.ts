@@ -14,6 +14,7 @@ import {
   storageCall,
   type WalFileHandle,
   writeAllAt,
+  writeAllAtBlocking,
 } from "./fsync.js";
 import { historyFileExists, writeHistoryFileDurably } from "./history-file.js";
 import { PARTIAL_SUFFIX } from "./names.js";
@@ -120,16 +121,29 @@ class PlainSegmentFile implements SegmentFile {
     return this.operations.run("write", async () => {
       this.operations.checkWriteBounds(chunks, totalLength, this.written, this.segmentSize);
       if (totalLength === 0) return;
-      await storageCall("write to", this.partialPath, () => writeAllAt(this.handle, chunks, this.written));
+      const blocking = this.options.blockingWrites ? this.handle.writevBlocking : undefined;
+      if (blocking !== undefined) {
+        const write = (buffers: readonly Uint8Array[], position: number) =>
+          blocking.call(this.handle, buffers, position);
+        await storageCall("write to", this.partialPath, async () =>
+          writeAllAtBlocking(write, chunks, this.written),
+        );
+      } else {
+        await storageCall("write to", this.partialPath, () => writeAllAt(this.handle, chunks, this.written));
+      }
       this.written += totalLength;
     });
   }
 
   sync(): Promise<void> {
     if (this.options.noSync) return this.operations.run("sync", async () => {});
-    return this.operations.run("sync", () =>
-      storageCall("fsync", this.partialPath, () => this.handle.datasync()),
-    );
+    const handle = this.handle;
+    if (this.options.blockingWrites && handle.datasyncBlocking !== undefined) {
+      return this.operations.run("sync", () =>
+        storageCall("fsync", this.partialPath, async () => handle.datasyncBlocking!()),
+      );
+    }
+    return this.operations.run("sync", () => storageCall("fsync", this.partialPath, () => handle.datasync()));
   }
 
   closeComplete(): Promise<void> {

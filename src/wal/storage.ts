@@ -62,6 +62,13 @@ export interface StorageOptions {
   onWarning?: (msg: string, fields?: Record<string, unknown>) => void;
   /** File-system operations; tests pass a recording or failing one. Default: node:fs/promises. */
   fileSystem?: WalFileSystem;
+  /**
+   * --synchronous: plain segments are written and fdatasynced in the calling thread, as
+   * pg_receivewal does. A synchronous standby's every commit waits on this path, and a thread-pool
+   * round trip per call (two per batch) costs more than the write itself; blocking the event loop
+   * for one fdatasync is what the server waits for anyway.
+   */
+  blockingWrites?: boolean;
 }
 
 /** Options with every default filled in, as the implementations receive them. */
@@ -71,6 +78,7 @@ export interface ResolvedStorageOptions {
   fileMode: number;
   onWarning: (msg: string, fields?: Record<string, unknown>) => void;
   fileSystem: WalFileSystem;
+  blockingWrites: boolean;
 }
 
 export function resolveStorageOptions(options: StorageOptions): ResolvedStorageOptions {
@@ -80,6 +88,7 @@ export function resolveStorageOptions(options: StorageOptions): ResolvedStorageO
     fileMode: options.fileMode ?? DEFAULT_FILE_MODE,
     onWarning: options.onWarning ?? (() => {}),
     fileSystem: options.fileSystem ?? nodeFileSystem,
+    blockingWrites: options.blockingWrites === true,
   };
 }
 

@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import fc from "fast-check";
-import { ReadRing, type RingChunk } from "../../src/connection/read-ring.js";
+import { ReadRing } from "../../src/connection/read-ring.js";
+import type { RingChunk } from "../../src/connection/read-ring-chunk.js";
 
 /**
  * Drives a ReadRing the way Node's onread does: the next buffer is requested right after every

@@ -3,6 +3,7 @@ import { readdir, readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { test } from "node:test";
 import { StorageError } from "../../src/errors.js";
+import { nodeFileSystem, type WalFileSystem } from "../../src/wal/fsync.js";
 import { createWalStorage, type StorageOptions } from "../../src/wal/storage.js";
 import { after, MIB, recordingFileSystem, walLikeData, withTempDir } from "./helpers.js";
 
@@ -269,6 +270,61 @@ test("a write of more chunks than IOV_MAX still lands in order", async () => {
     await file.write(chunks, 6000);
     const content = await readFile(join(directory, `${NAME}.partial`));
     assert.ok(content.subarray(0, 6000).equals(Buffer.concat(chunks)));
+    await file.abandon();
+  });
+});
+
+test("blockingWrites (--synchronous): writes and fdatasyncs go through the blocking calls, short writes continued", async () => {
+  await withTempDir(async (directory) => {
+    const calls: string[] = [];
+    const blockingFs: WalFileSystem = {
+      ...nodeFileSystem,
+      async open(path, flags, mode) {
+        const handle = await nodeFileSystem.open(path, flags, mode);
+        return {
+          writev: (buffers, position) => handle.writev(buffers, position),
+          stat: () => handle.stat(),
+          truncate: (length) => handle.truncate(length),
+          sync: () => handle.sync(),
+          datasync: () => handle.datasync(),
+          close: () => handle.close(),
+          writevBlocking(buffers, position) {
+            calls.push("writevBlocking");
+            // At most 1000 bytes per call: the caller must continue short writes.
+            const first = buffers[0]!;
+            const limited = new Uint8Array(first.buffer, first.byteOffset, Math.min(first.byteLength, 1000));
+            return handle.writevBlocking!([limited], position);
+          },
+          datasyncBlocking() {
+            calls.push("datasyncBlocking");
+            handle.datasyncBlocking!();
+          },
+        };
+      },
+    };
+    const storage = plainStorage(directory, { fileSystem: blockingFs, blockingWrites: true });
+    const file = await storage.openSegment(NAME, SEGMENT);
+    const data = walLikeData(5000, 7);
+    await file.write([data.subarray(0, 1500), data.subarray(1500)], data.length);
+    await file.sync();
+    // Each call writes at most 1000 bytes of its first buffer: 1000+500 of the first chunk, then 3×1000+500.
+    assert.equal(calls.filter((c) => c === "writevBlocking").length, 6);
+    assert.deepEqual(calls.slice(-1), ["datasyncBlocking"]);
+    await file.closePartial();
+    const content = await readFile(join(directory, `${NAME}.partial`));
+    assert.deepEqual(content.subarray(0, data.length), data);
+    assert.ok(content.subarray(data.length).every((byte) => byte === 0));
+  });
+});
+
+test("blockingWrites falls back to the async calls when the file system has no blocking forms", async () => {
+  await withTempDir(async (directory) => {
+    const log: string[] = [];
+    const storage = plainStorage(directory, { fileSystem: recordingFileSystem(log), blockingWrites: true });
+    const file = await storage.openSegment(NAME, SEGMENT);
+    await file.write([walLikeData(100, 1)], 100);
+    await file.sync();
+    assert.deepEqual(log.slice(-2), [`wrote ${NAME}.partial`, `fdatasynced ${NAME}.partial`]);
     await file.abandon();
   });
 });
