@@ -304,6 +304,8 @@ test("blockingWrites (--synchronous): writes and fdatasyncs go through the block
     };
     const storage = plainStorage(directory, { fileSystem: blockingFs, blockingWrites: true });
     const file = await storage.openSegment(NAME, SEGMENT);
+    assert.ok(calls.length > 0, "the pre-padding zeros went through the blocking writes too");
+    calls.length = 0;
     const data = walLikeData(5000, 7);
     await file.write([data.subarray(0, 1500), data.subarray(1500)], data.length);
     await file.sync();
