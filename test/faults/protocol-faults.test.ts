@@ -872,7 +872,11 @@ describe("standby status updates", () => {
       'START_REPLICATION SLOT "s1" PHYSICAL 0/3000000 TIMELINE 1',
     ]);
     const flushes = conn.statusUpdates.map((u) => u.flush);
-    assert.ok(flushes.length >= 10, `only ${flushes.length} updates`);
+    // Ten keepalives ask for a reply, but the receiver answers once per batch of messages it read:
+    // under load two of them can share a batch (seen: 9 updates). Several updates are what makes
+    // the check above mean something; the exact count is up to timing.
+    assert.ok(flushes.length >= 5, `only ${flushes.length} updates`);
+    assert.ok(new Set(flushes).size >= 3, `flush took only the values ${flushes.map(formatLsn).join(" ")}`);
     // Flush is reported (slot) and never goes backwards.
     assert.ok(
       flushes.some((f) => f > START && f < end),

@@ -257,27 +257,39 @@ describe("disk faults", () => {
     try {
       const dir = join(mountPoint, "archive");
       await mkdir(dir, { mode: 0o700 });
+      // A fresh checkpoint puts the new slot near the end of WAL: the runs below start at most a
+      // segment or two back, far from filling the 5 MB tmpfs before the workload does.
+      await cluster.sql("CHECKPOINT");
       await cluster.sql("SELECT pg_create_physical_replication_slot('full', true)");
+      // Seed the archive first, so that the slot sits at a position pgwal reported: a physical slot
+      // is created at the last checkpoint's redo position, and before PostgreSQL 15 (no
+      // READ_REPLICATION_SLOT) a run on an empty archive starts at the server's position instead,
+      // so a slot nobody has moved yet may point below the archive's first segment.
+      await receiver({ directory: dir, slot: "full", endpos: await workload(cluster, 10) }).run();
       const r = receiver({ directory: dir, slot: "full", statusIntervalSeconds: 1 });
       const errors: unknown[] = [];
       r.on("disconnected", (e) => errors.push(e.error));
       const running = r.run();
-      await new Promise((resolve) => r.once("streaming", resolve));
-      await workload(cluster, 30_000); // ~14 MB of WAL: far more than 5 MB
-      await waitFor("ENOSPC", () => errors.length >= 1);
-      const storageError = errors.find((e) => e instanceof StorageError) as StorageError | undefined;
-      assert.ok(storageError, `expected a StorageError, got ${errors.map(String).join("; ")}`);
-      assert.equal(storageError.errno, "ENOSPC");
-      assert.match(storageError.message, /No space left on device|ENOSPC/);
-      // The server must not have been told about WAL that never reached the disk.
-      const restart = (await slotRestart(cluster, "full"))!;
-      await assertArchiveCovers(dir, cluster, restart);
-      await assertCompleteSegmentsMatchServer(dir, cluster);
-      // Free space: pgwal resumes by itself and catches up.
-      await runCommand("mount", ["-o", "remount,size=128m", mountPoint]);
-      const endpos = await workload(cluster, 100);
-      await waitFor("catch-up after space was freed", () => r.positions.written >= endpos, 60_000);
-      r.stop();
+      try {
+        await new Promise((resolve) => r.once("streaming", resolve));
+        await workload(cluster, 30_000); // ~14 MB of WAL: far more than 5 MB
+        await waitFor("ENOSPC", () => errors.length >= 1);
+        const storageError = errors.find((e) => e instanceof StorageError) as StorageError | undefined;
+        assert.ok(storageError, `expected a StorageError, got ${errors.map(String).join("; ")}`);
+        assert.equal(storageError.errno, "ENOSPC");
+        assert.match(storageError.message, /No space left on device|ENOSPC/);
+        // The server must not have been told about WAL that never reached the disk.
+        const restart = (await slotRestart(cluster, "full"))!;
+        await assertArchiveCovers(dir, cluster, restart);
+        await assertCompleteSegmentsMatchServer(dir, cluster);
+        // Free space: pgwal resumes by itself and catches up.
+        await runCommand("mount", ["-o", "remount,size=128m", mountPoint]);
+        const endpos = await workload(cluster, 100);
+        await waitFor("catch-up after space was freed", () => r.positions.written >= endpos, 60_000);
+      } finally {
+        // Also after a failed check: a receiver left retrying would keep this test file from ending.
+        r.stop();
+      }
       assert.deepEqual(await running, { reason: "stopped" });
       await finishAndCheck(dir, cluster, "full", await workload(cluster, 10));
       await cluster.sql("SELECT pg_drop_replication_slot('full')");

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -31,6 +31,27 @@ async function someWal(rows: number): Promise<Lsn> {
       `CREATE TABLE IF NOT EXISTS h (pad text); INSERT INTO h SELECT repeat('h', 300) FROM generate_series(1, ${rows}); SELECT pg_current_wal_lsn();`,
     ),
   );
+}
+
+/** Resolves when a receiver-child prints its "streaming" event (it prints one JSON line per event). */
+function childStreaming(child: ChildProcess, timeoutMs = 30_000): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let buffered = "";
+    const timer = setTimeout(() => {
+      child.stdout?.off("data", onData);
+      reject(new Error("the receiver child did not start streaming"));
+    }, timeoutMs);
+    const onData = (chunk: Buffer): void => {
+      buffered += chunk.toString("utf8");
+      if (!buffered.split("\n").some((line) => line.startsWith('{"event":"streaming"'))) return;
+      clearTimeout(timer);
+      child.stdout?.off("data", onData);
+      // Keep draining, so that the child never blocks on a full pipe.
+      child.stdout?.resume();
+      resolve();
+    };
+    child.stdout?.on("data", onData);
+  });
 }
 
 /** Lines of the hook log: one file name per successful hook run. */
@@ -121,10 +142,15 @@ describe("--on-segment hooks", () => {
       stdio: ["ignore", "pipe", "inherit"],
     });
     // Let it start streaming first (before PostgreSQL 15 it starts at the server's position).
-    await sleep(1000);
+    await childStreaming(child);
     await cluster.generateWal(3);
+    for (let i = 0; (await listArchive(dir)).complete.length < 3; i++) {
+      assert.ok(i < 300, "segments completed");
+      await sleep(100);
+    }
+    // Longer than the status interval (1 s): a flush report the hooks should have held back would
+    // have reached the server by now.
     await sleep(2500);
-    assert.ok((await listArchive(dir)).complete.length >= 3, "segments completed");
     // No hook has succeeded: the slot must still be where it started.
     assert.equal(
       await cluster.sql("SELECT restart_lsn FROM pg_replication_slots WHERE slot_name = 'hk_kill'"),

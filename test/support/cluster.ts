@@ -7,29 +7,17 @@
  * Servers never outlive the test process: destroy() stops them, and an exit/signal hook kills leftovers.
  */
 import { spawnSync } from "node:child_process";
-import { type Dirent, readFileSync, rmSync } from "node:fs";
-import {
-  appendFile,
-  chmod,
-  copyFile,
-  mkdir,
-  mkdtemp,
-  readdir,
-  readFile,
-  readlink,
-  rm,
-  stat,
-  symlink,
-  writeFile,
-} from "node:fs/promises";
+import { readFileSync, rmSync } from "node:fs";
+import { appendFile, chmod, copyFile, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, afterEach } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
+import { chownTreeToServerUser, takeLowLevelBackup } from "./base-backup.js";
 import { findFreePort } from "./free-port.js";
 import { findPgBinDir, findSameMajorProgram } from "./pg-binaries.js";
 import { chownToServerUser, cleanEnv, isRoot, lookupServerUser, runCommand, SERVER_OS_USER } from "./run.js";
-import { connectForSql, runSql, type SqlTarget } from "./sql-client.js";
+import { runSql, type SqlTarget } from "./sql-client.js";
 import { createUsersSql, pgHbaConf, TEST_USERS } from "./test-users.js";
 import { TLS_FIXTURES } from "./tls-fixtures.js";
 
@@ -242,39 +230,16 @@ export class PgCluster {
   }
 
   /**
-   * A base backup without pg_basebackup: a non-exclusive backup started and stopped in one session
-   * (pg_backup_start/stop from 15, pg_start/stop_backup before), the data dir copied in between, the
-   * WAL from the backup's start to its end copied after it, then backup_label, standby.signal and
-   * primary_conninfo written as pg_basebackup -R would.
+   * A base backup without pg_basebackup: the low-level API (base-backup.ts) with the WAL from the
+   * backup's start to its end copied along, then standby.signal and primary_conninfo written as
+   * pg_basebackup -R would.
    */
   private async sqlBaseBackup(standby: PgCluster): Promise<void> {
-    const connection = await connectForSql(this.sqlTarget());
-    try {
-      const label = `'pgwal standby ${standby.name}'`;
-      await connection.query(
-        this.major >= 15
-          ? `SELECT pg_backup_start(${label}, true)`
-          : `SELECT pg_start_backup(${label}, true, false)`,
-      );
-      await copyDataDirectory(this.dataDir, standby.dataDir);
-      // No waiting for archiving: the standby gets its WAL from pg_wal and streaming.
-      const [stop] = await connection.query(
-        this.major >= 15
-          ? "SELECT lsn, labelfile, spcmapfile, pg_walfile_name(lsn) FROM pg_backup_stop(false)"
-          : "SELECT lsn, labelfile, spcmapfile, pg_walfile_name(lsn) FROM pg_stop_backup(false, false)",
-      );
-      const [lsn, labelFile, spcmapFile, stopWalFile] = stop?.rows[0] ?? [];
-      const startWalFile = /^START WAL LOCATION: .* \(file ([0-9A-F]{24})\)$/m.exec(labelFile ?? "")?.[1];
-      if (!lsn || !labelFile || !stopWalFile || !startWalFile) {
-        throw new Error(`unexpected answer from the backup stop: ${JSON.stringify(stop?.rows)}`);
-      }
-      await copyBackupWal(this.dataDir, standby.dataDir, startWalFile, stopWalFile);
-      await writeFile(join(standby.dataDir, "backup_label"), labelFile);
-      if (spcmapFile) await writeFile(join(standby.dataDir, "tablespace_map"), spcmapFile);
-    } finally {
-      // Ending the session also aborts a backup left running by an error.
-      await connection.close();
-    }
+    // No waiting for archiving: the standby gets its WAL from pg_wal and streaming.
+    await takeLowLevelBackup(this, standby.dataDir, {
+      label: `pgwal standby ${standby.name}`,
+      includeWal: true,
+    });
     await writeFile(join(standby.dataDir, "standby.signal"), "");
     const conninfo = `host=${this.socketDir} port=${this.port} user=${TEST_USERS.superuser.name} application_name=${standby.name}`;
     await appendFile(
@@ -477,99 +442,6 @@ function confValue(value: string | number): string {
 
 function safeName(name: string): string {
   return name.replace(/[^A-Za-z0-9_-]+/g, "-").slice(0, 24) || "cluster";
-}
-
-/** Top-level entries of a data dir that a base backup leaves out (pg_basebackup's list, in short). */
-const BACKUP_SKIPPED_FILES = new Set([
-  "postmaster.pid",
-  "postmaster.opts",
-  "backup_label",
-  "backup_label.old",
-  "tablespace_map",
-  "standby.signal",
-  "recovery.signal",
-]);
-/** Folders copied empty: their contents are made anew or belong to the running server only. */
-const BACKUP_EMPTIED_DIRS = new Set([
-  "pg_wal",
-  "pg_replslot",
-  "pg_stat_tmp",
-  "pg_dynshmem",
-  "pg_notify",
-  "pg_serial",
-  "pg_snapshots",
-  "pg_subtrans",
-]);
-
-/** Copies a running server's data dir for a base backup: modes kept, files that vanish meanwhile skipped. */
-async function copyDataDirectory(source: string, target: string): Promise<void> {
-  const copyDir = async (from: string, to: string, topLevel: boolean): Promise<void> => {
-    await mkdir(to, { mode: (await stat(from)).mode & 0o777 });
-    let entries: Dirent[];
-    try {
-      entries = await readdir(from, { withFileTypes: true });
-    } catch (error) {
-      if (isMissing(error)) return;
-      throw error;
-    }
-    for (const entry of entries) {
-      const name = entry.name;
-      if (topLevel && BACKUP_SKIPPED_FILES.has(name)) continue;
-      if (name === "pg_internal.init" || name.startsWith("pgsql_tmp")) continue;
-      const src = join(from, name);
-      const dst = join(to, name);
-      try {
-        if (entry.isDirectory()) {
-          if (topLevel && BACKUP_EMPTIED_DIRS.has(name)) {
-            await mkdir(dst, { mode: (await stat(src)).mode & 0o777 });
-          } else {
-            await copyDir(src, dst, false);
-          }
-        } else if (entry.isSymbolicLink()) {
-          await symlink(await readlink(src), dst);
-        } else if (entry.isFile()) {
-          await copyFile(src, dst);
-          await chmod(dst, (await stat(src)).mode & 0o777);
-        }
-      } catch (error) {
-        if (!isMissing(error)) throw error;
-      }
-    }
-  };
-  await copyDir(source, target, true);
-  await mkdir(join(target, "pg_wal", "archive_status"), { recursive: true, mode: 0o700 });
-}
-
-/** Copies the WAL segments a base backup needs (startFile to stopFile) and all history files. */
-async function copyBackupWal(
-  sourceDataDir: string,
-  targetDataDir: string,
-  startFile: string,
-  stopFile: string,
-): Promise<void> {
-  const from = join(sourceDataDir, "pg_wal");
-  const to = join(targetDataDir, "pg_wal");
-  const needed = (await readdir(from)).filter(
-    (name) =>
-      /^[0-9A-F]{8}\.history$/.test(name) ||
-      (/^[0-9A-F]{24}$/.test(name) && name >= startFile && name <= stopFile),
-  );
-  if (!needed.includes(startFile)) throw new Error(`WAL segment ${startFile} left pg_wal during the backup`);
-  for (const name of needed) {
-    await copyFile(join(from, name), join(to, name));
-    await chmod(join(to, name), 0o600);
-  }
-}
-
-/** Gives a whole tree to the server OS user when running as root. */
-async function chownTreeToServerUser(path: string): Promise<void> {
-  if (!isRoot()) return;
-  const { uid, gid } = await lookupServerUser();
-  await runCommand("chown", ["-R", `${uid}:${gid}`, path], { timeoutMs: 60_000 });
-}
-
-function isMissing(error: unknown): boolean {
-  return Reflect.get(Object(error), "code") === "ENOENT";
 }
 
 /** A temp folder for one cluster, owned by the server user (it holds the socket and the log). */
