@@ -178,8 +178,20 @@ test("metrics, health, systemd notifications and segment hooks of a running rece
     });
     assert.deepEqual([...hooked].sort(), hooked, "hooked in stream order");
     assert.equal(metricValue(await scrape(), "pgwal_hook_failures_total"), 1);
-    const state = JSON.parse(await readFile(stateFile, "utf8")) as { done: string[]; heldUpTo?: string };
-    assert.ok(state.done.length >= 3 && state.heldUpTo !== undefined, JSON.stringify(state));
+    // A file counts as done once its hook has exited, which is just after the hook wrote its line.
+    const state = await waitFor("three hooked segments recorded in the state file", async () => {
+      const saved = JSON.parse(await readFile(stateFile, "utf8").catch(() => '{"done":[]}')) as {
+        done: string[];
+        heldUpTo?: string;
+      };
+      return saved.done.length >= 3 ? saved : undefined;
+    });
+    assert.ok(state.heldUpTo !== undefined, JSON.stringify(state));
+    assert.deepEqual(
+      state.done.slice(0, 3),
+      hooked.slice(0, 3),
+      "the state records the hooked files in order",
+    );
     // --hook-holds-slot: the slot never passes the end of the last hooked segment.
     const restart = parseLsn(
       await cluster.sql("SELECT restart_lsn FROM pg_replication_slots WHERE slot_name = 'cli_monitor'"),
