@@ -24,8 +24,9 @@ import type { ResolvedStorageOptions, SegmentFile, WalStorage } from "./storage.
 /**
  * Zeros go out in small writes, as pg_receivewal's 8 KiB ones do. Measured on the 2-vCPU VM the
  * bench runs on (64 segments, C and Node alike): 16 MiB writes of zeros cost 2.0-2.4 CPU-s per GiB
- * of system time, 8-64 KiB writes 0.4-1.0 (the kernel sizes new page-cache folios by the write's
- * length, and on that VM large ones are far dearer to allocate). Later WAL writes reuse the folios.
+ * of system time, 8-64 KiB writes 0.4-1.7, mostly under 1 (the kernel sizes new page-cache
+ * folios by the write's length, and on that VM large ones are far dearer to allocate). Later WAL
+ * writes reuse the folios.
  */
 const ZERO_WRITE_BYTES = 32 * 1024;
 /** The writes are blocking (one system call each, no thread-pool round trip)... */
