@@ -17,6 +17,8 @@ export const XLOG_DATA_HEADER_LENGTH = 1 + 8 + 8 + 8;
 const PRIMARY_KEEPALIVE_LENGTH = 1 + 8 + 8 + 1;
 const STANDBY_STATUS_UPDATE_LENGTH = 1 + 8 + 8 + 8 + 8 + 1;
 const MAX_LSN = 0xffff_ffff_ffff_ffffn;
+const MIN_INT64 = -(2n ** 63n);
+const MAX_INT64 = 2n ** 63n - 1n;
 
 function expectSubtype(reader: BodyReader, expected: number): void {
   const type = reader.uint8("message type");
@@ -89,17 +91,20 @@ export function standbyStatusUpdateMessage(status: StandbyStatus): Buffer {
   checkLsn(status.write, "write");
   checkLsn(status.flush, "flush");
   checkLsn(status.apply, "apply");
-  if (status.clientTime < -(2n ** 63n) || status.clientTime >= 2n ** 63n) {
+  if (status.clientTime < MIN_INT64 || status.clientTime > MAX_INT64) {
     throw new RangeError(`client time out of range: ${status.clientTime}`);
   }
   const message = Buffer.allocUnsafe(5 + STANDBY_STATUS_UPDATE_LENGTH);
   message[0] = Frontend.CopyData;
   message.writeInt32BE(4 + STANDBY_STATUS_UPDATE_LENGTH, 1);
   message[5] = STANDBY_STATUS_UPDATE;
-  message.writeBigUInt64BE(status.write, 6);
-  message.writeBigUInt64BE(status.flush, 14);
-  message.writeBigUInt64BE(status.apply, 22);
-  message.writeBigInt64BE(status.clientTime, 30);
+  // DataView's 64-bit setters are V8 built-ins; Buffer's split the BigInt in JavaScript. This
+  // message goes out after every fsync of a synchronous standby.
+  const view = new DataView(message.buffer, message.byteOffset, message.length);
+  view.setBigUint64(6, status.write);
+  view.setBigUint64(14, status.flush);
+  view.setBigUint64(22, status.apply);
+  view.setBigInt64(30, status.clientTime);
   message[38] = status.replyRequested ? 1 : 0;
   return message;
 }
