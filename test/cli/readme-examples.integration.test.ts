@@ -472,24 +472,36 @@ test("receive … --on-segment 'cp %p /mnt/wal-copy/%f' --hook-holds-slot --metr
       return response.status === 200 ? true : undefined;
     });
     await switchSegments(3);
-    const copied = await waitFor(
-      "the hook's copies of three segments",
+    // This run completes three segments; the hook may also be catching up on older ones of the
+    // shared archive, so the copies alone do not prove this run's work: wait for the counter.
+    await waitFor(
+      "pgwal_segments_completed_total >= 3",
       async () => {
-        const files = await completeSegments(dirs.walCopy);
-        return files.length >= 3 ? files : undefined;
+        const text = await (await fetch(`${base}/metrics`)).text();
+        const completed = Number(/^pgwal_segments_completed_total (\d+)/m.exec(text)?.[1]);
+        return completed >= 3 ? completed : undefined;
       },
       20_000,
       run,
     );
+    // Every complete segment of the archive gets its copy (the hook runs in order, off the stream).
+    const archived = await completeSegments(dirs.archive);
+    const copied = await waitFor(
+      "the hook's copies of every complete segment",
+      async () => {
+        const files = await completeSegments(dirs.walCopy);
+        return archived.every((name) => files.includes(name)) ? files : undefined;
+      },
+      20_000,
+      run,
+    );
+    assert.ok(copied.length >= 3, `copies: ${copied.join(" ")}`);
     for (const name of copied)
       assert.deepEqual(
         await readFile(join(dirs.walCopy, name)),
         await readFile(join(dirs.archive, name)),
         name,
       );
-    const later = await (await fetch(`${base}/metrics`)).text();
-    const completed = Number(/^pgwal_segments_completed_total (\d+)/m.exec(later)?.[1]);
-    assert.ok(completed >= 3, `pgwal_segments_completed_total ${completed}`);
     // Hook progress went to the default state file under $HOME, not into the archive.
     assert.ok(
       existsSync(join(dirs.home, ".local", "state", "pgwal")),
