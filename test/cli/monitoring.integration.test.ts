@@ -4,14 +4,15 @@
  * helper, as systemd would), and --on-segment hooks with --hook-holds-slot, all through the CLI.
  */
 import assert from "node:assert/strict";
-import { type ChildProcess, spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import { setTimeout as sleep } from "node:timers/promises";
 import { parseLsn } from "../../src/lsn.js";
 import { type PgCluster, startSharedCluster, TEST_USERS } from "../support/cluster.js";
+import { startNotifySocket } from "../support/notify-socket.js";
+import { waitFor } from "../support/wait-for.js";
 import { jsonLogLines, runPgwal } from "./cli-harness.js";
 
 let cluster: PgCluster;
@@ -33,46 +34,6 @@ after(async () => {
   if (workDir) await rm(workDir, { recursive: true, force: true });
 });
 
-/** A unix datagram socket like systemd's notify socket; every datagram becomes lines in `messages`. */
-async function notifySocket(path: string): Promise<{ messages: string[]; child: ChildProcess }> {
-  const script = [
-    "import socket, sys",
-    "s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)",
-    "s.bind(sys.argv[1])",
-    "print('LISTENING', flush=True)",
-    "while True:",
-    "    data = s.recv(65536)",
-    "    print(data.decode().replace('\\n', '|'), flush=True)",
-  ].join("\n");
-  const child = spawn("python3", ["-c", script, path], { stdio: ["ignore", "pipe", "inherit"] });
-  helpers.push(child);
-  const messages: string[] = [];
-  let buffered = "";
-  child.stdout!.on("data", (chunk: Buffer) => {
-    buffered += chunk.toString("utf8");
-    const lines = buffered.split("\n");
-    buffered = lines.pop()!;
-    messages.push(...lines);
-  });
-  for (let i = 0; i < 100 && !messages.includes("LISTENING"); i++) await sleep(50);
-  assert.ok(messages.includes("LISTENING"), "python3 notify socket helper started");
-  return { messages, child };
-}
-
-async function waitFor<T>(
-  what: string,
-  probe: () => Promise<T | undefined> | T | undefined,
-  timeoutMs = 20_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(100);
-  }
-}
-
 function metricValue(text: string, name: string): number | undefined {
   const line = text.split("\n").find((l) => l.startsWith(`${name} `) || l.startsWith(`${name}{`));
   return line === undefined ? undefined : Number(line.slice(line.lastIndexOf(" ") + 1));
@@ -88,7 +49,8 @@ test("metrics, health, systemd notifications and segment hooks of a running rece
   await writeFile(failOnce, "");
   const stateFile = join(workDir, "hooks-state.json");
   await cluster.sql("SELECT pg_create_physical_replication_slot('cli_monitor', true)");
-  const notify = await notifySocket(join(workDir, "notify.sock"));
+  const notify = await startNotifySocket(join(workDir, "notify.sock"));
+  helpers.push(notify.child);
 
   // README: pgwal receive … --on-segment 'cp %p /mnt/wal-copy/%f' --hook-holds-slot --metrics-listen 127.0.0.1:9187
   // The hook fails on its first run (failOnce exists), then logs each file name.

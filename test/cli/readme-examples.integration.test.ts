@@ -25,10 +25,10 @@ import { lstat, mkdir, mkdtemp, readdir, readFile, readlink, rm, symlink, writeF
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import { setTimeout as sleep } from "node:timers/promises";
 import { formatLsn, parseLsn } from "../../src/lsn.js";
 import { type PgCluster, startSharedCluster, TEST_USERS } from "../support/cluster.js";
 import { findFreePort } from "../support/free-port.js";
+import { waitFor as waitUntil } from "../support/wait-for.js";
 import { PGWAL_BIN, PROJECT_ROOT } from "./cli-harness.js";
 
 const README = readFileSync(join(PROJECT_ROOT, "README.md"), "utf8");
@@ -251,21 +251,26 @@ async function stopCleanly(run: Started): Promise<Finished> {
   return result;
 }
 
+/** Polls like the shared waitFor, failing at once when the example's process has exited. */
 async function waitFor<T>(
   what: string,
   probe: () => Promise<T | undefined> | T | undefined,
   timeoutMs = 20_000,
   running?: Started,
 ): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (running !== undefined && running.child.exitCode !== null)
-      throw new Error(`the example exited while waiting for ${what}: ${running.output().stderr}`);
-    if (Date.now() > deadline)
-      throw new Error(`timed out waiting for ${what}${running ? `\n${running.output().stderr}` : ""}`);
-    await sleep(100);
+  try {
+    return await waitUntil(
+      what,
+      () => {
+        if (running !== undefined && running.child.exitCode !== null)
+          throw new Error(`the example exited while waiting for ${what}: ${running.output().stderr}`);
+        return probe();
+      },
+      timeoutMs,
+    );
+  } catch (error) {
+    if (running === undefined || running.child.exitCode !== null) throw error;
+    throw new Error(`${(error as Error).message}\n${running.output().stderr}`);
   }
 }
 

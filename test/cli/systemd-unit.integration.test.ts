@@ -36,10 +36,11 @@ import {
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
-import { setTimeout as sleep } from "node:timers/promises";
 import { startSharedCluster, TEST_USERS, TLS_FIXTURES } from "../support/cluster.js";
 import { findFreePort } from "../support/free-port.js";
+import { startNotifySocket } from "../support/notify-socket.js";
 import { isRoot, SERVER_OS_USER } from "../support/run.js";
+import { waitFor } from "../support/wait-for.js";
 import { PGWAL_BIN, PROJECT_ROOT } from "./cli-harness.js";
 
 const UNIT_FILE = join(PROJECT_ROOT, "contrib", "systemd", "pgwal@.service");
@@ -215,47 +216,6 @@ after(async () => {
   if (rootDir) await rm(rootDir, { recursive: true, force: true });
 });
 
-/** A unix datagram socket like systemd's notify socket (python3, as in monitoring.integration.test). */
-async function notifySocket(path: string): Promise<{ messages: string[]; child: ChildProcess }> {
-  const script = [
-    "import socket, sys, os",
-    "s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)",
-    "s.bind(sys.argv[1])",
-    "os.chmod(sys.argv[1], 0o666)",
-    "print('LISTENING', flush=True)",
-    "while True:",
-    "    data = s.recv(65536)",
-    "    print(data.decode().replace('\\n', '|'), flush=True)",
-  ].join("\n");
-  const child = spawn("python3", ["-c", script, path], { stdio: ["ignore", "pipe", "inherit"] });
-  helpers.add(child);
-  const messages: string[] = [];
-  let buffered = "";
-  child.stdout!.on("data", (chunk: Buffer) => {
-    buffered += chunk.toString("utf8");
-    const lines = buffered.split("\n");
-    buffered = lines.pop()!;
-    messages.push(...lines);
-  });
-  for (let i = 0; i < 100 && !messages.includes("LISTENING"); i++) await sleep(50);
-  assert.ok(messages.includes("LISTENING"), "python3 notify socket helper started");
-  return { messages, child };
-}
-
-async function waitFor<T>(
-  what: string,
-  probe: () => Promise<T | undefined> | T | undefined,
-  timeoutMs = 20_000,
-) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(100);
-  }
-}
-
 function userEntry(name: string): { uid: number; gid: number; home: string; shell: string } | undefined {
   const line = spawnSync("getent", ["passwd", name], { encoding: "utf8" }).stdout.trim();
   if (line === "") return undefined;
@@ -374,7 +334,8 @@ test("README's install lines, then ExecStart as systemd runs it: READY=1, STATUS
   if (executable !== program) t.diagnostic(`${program} is not installed; running ${executable}`);
   await mkdir(join(R, "run"), { mode: 0o755 });
   const notifyPath = join(R, "run", "notify.sock");
-  const notify = await notifySocket(notifyPath);
+  const notify = await startNotifySocket(notifyPath);
+  helpers.add(notify.child);
   const watchdogUsec = seconds(service("WatchdogSec")!) * 1_000_000;
   const umask = service("UMask") ?? "0022";
   const child = spawn(
