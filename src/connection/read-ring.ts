@@ -43,6 +43,8 @@ export class ReadRing {
   private early: [Buffer, RingChunk][] = [];
   /** Called when room is back after reads were held back. */
   private onRoom: (() => void) | undefined;
+  /** The last read callback told Node to stop reading for want of room. */
+  private readsHeld = false;
 
   constructor(readonly capacity: number = DEFAULT_CAPACITY) {
     this.ring = Buffer.allocUnsafe(capacity);
@@ -65,7 +67,9 @@ export class ReadRing {
       this.pendingReadSeq = undefined;
       if (this.sink) this.sink(chunk, owner);
       else this.early.push([chunk, owner]);
-      return this.hasRoom;
+      // false makes Node stop reading; only `onRoom` (via a resume) starts it again.
+      this.readsHeld = !this.hasRoom;
+      return !this.readsHeld;
     },
   };
 
@@ -105,7 +109,11 @@ export class ReadRing {
       this.releasedSeq = first.endSeq;
       released = true;
     }
-    if (released && this.onRoom && this.hasRoom) this.onRoom();
+    // Only after a held read: a resume on every reclaim would cost a tick and a read restart per batch.
+    if (released && this.readsHeld && this.hasRoom) {
+      this.readsHeld = false;
+      this.onRoom?.();
+    }
   }
 
   private space(): { toEnd: number; free: number } {

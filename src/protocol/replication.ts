@@ -153,8 +153,13 @@ export function dateFromPgTimestamp(ts: bigint): Date {
   return new Date(Number(unixMs));
 }
 
+/**
+ * The clock as a protocol timestamp, in one BigInt conversion: whole milliseconds since 2000 times
+ * 1000 stay far below 2^53, so the Number arithmetic is exact. A synchronous standby sends this
+ * after every fsync.
+ */
 export function pgTimestampNow(): bigint {
-  return pgTimestampFromDate(Date.now());
+  return BigInt((Date.now() - PG_EPOCH_UNIX_MS) * 1000);
 }
 
 export interface TimelineHistoryEntry {

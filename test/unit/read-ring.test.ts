@@ -89,6 +89,36 @@ test("a full ring hands out a stand-in buffer and has no room until data is give
   assert.equal(ring.usedBytes, 0);
 });
 
+test("reading is resumed only after a read was held back, not on every reclaim", () => {
+  const ring = new ReadRing(1024 * 1024);
+  const owners: RingChunk[] = [];
+  ring.setSink((_chunk, owner) => {
+    owner.outstanding++;
+    owner.parsed = true;
+    owners.push(owner);
+  });
+  let resumed = 0;
+  ring.whenRoom(() => resumed++);
+  const giveBack = () => {
+    for (const owner of owners.splice(0)) owner.outstanding--;
+    ring.reclaim();
+  };
+  // Small reads that leave room: Node keeps reading, so nothing needs resuming.
+  for (let i = 0; i < 5; i++) {
+    const buffer = ring.onread.buffer();
+    assert.equal(ring.onread.callback(1000, buffer), true);
+    giveBack();
+  }
+  assert.equal(resumed, 0, "a resume per batch is a wasted tick and read restart");
+  // A read that fills the ring holds reading back; giving the room back resumes it, once.
+  let buffer = ring.onread.buffer();
+  while (ring.onread.callback(buffer.length, buffer)) buffer = ring.onread.buffer();
+  giveBack();
+  assert.equal(resumed, 1);
+  giveBack();
+  assert.equal(resumed, 1);
+});
+
 test("room given back while a read buffer is outstanding never moves that buffer (wrap case)", () => {
   const ring = new ReadRing(1024 * 1024);
   const held: { view: Buffer; owner: RingChunk }[] = [];
