@@ -37,20 +37,24 @@ let zeroPiece: Buffer | undefined;
 async function fillWithZeros(handle: WalFileHandle, size: number): Promise<void> {
   zeroPiece ??= Buffer.alloc(ZERO_WRITE_BYTES);
   const writevBlocking = handle.writevBlocking;
+  const writeBlocking =
+    writevBlocking === undefined
+      ? undefined
+      : (buffers: readonly Uint8Array[], at: number) => writevBlocking.call(handle, buffers, at);
   let position = 0;
   while (position < size) {
     const sliceEnd = Math.min(size, position + ZERO_BYTES_BETWEEN_YIELDS);
     while (position < sliceEnd) {
       const length = Math.min(ZERO_WRITE_BYTES, sliceEnd - position);
       const piece = length === ZERO_WRITE_BYTES ? zeroPiece : zeroPiece.subarray(0, length);
-      if (writevBlocking !== undefined) {
-        writeAllAtBlocking((buffers, at) => writevBlocking.call(handle, buffers, at), [piece], position);
+      if (writeBlocking !== undefined) {
+        writeAllAtBlocking(writeBlocking, [piece], position);
       } else {
         await writeAllAt(handle, [piece], position); // a test double without the blocking form
       }
       position += length;
     }
-    if (writevBlocking !== undefined && position < size) await new Promise((resume) => setImmediate(resume));
+    if (writeBlocking !== undefined && position < size) await new Promise((resume) => setImmediate(resume));
   }
 }
 

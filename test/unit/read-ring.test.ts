@@ -3,6 +3,7 @@ import { test } from "node:test";
 import fc from "fast-check";
 import { ReadRing } from "../../src/connection/read-ring.js";
 import type { RingChunk } from "../../src/connection/read-ring-chunk.js";
+import { fillRing, lendingRing } from "../support/lending-ring.js";
 
 /**
  * Drives a ReadRing the way Node's onread does: the next buffer is requested right after every
@@ -62,19 +63,8 @@ test("a region handed out for a read never overlaps data still lent out (Node's 
 });
 
 test("a full ring hands out a stand-in buffer and has no room until data is given back", () => {
-  const ring = new ReadRing(1024 * 1024);
-  const owners: RingChunk[] = [];
-  ring.setSink((_chunk, owner) => {
-    owner.outstanding++;
-    owner.parsed = true;
-    owners.push(owner);
-  });
-  let buffer = ring.onread.buffer();
-  let roomy = true;
-  while (roomy) {
-    roomy = ring.onread.callback(buffer.length, buffer);
-    buffer = ring.onread.buffer();
-  }
+  const { ring, lent: owners } = lendingRing(1024 * 1024);
+  const buffer = fillRing(ring);
   assert.equal(ring.hasRoom, false);
   // The ring is full: the next read goes to a small stand-in buffer outside it.
   const inRing = owners.map(() => 0).length > 0 && buffer.length === 64 * 1024;
@@ -90,13 +80,7 @@ test("a full ring hands out a stand-in buffer and has no room until data is give
 });
 
 test("reading is resumed only after a read was held back, not on every reclaim", () => {
-  const ring = new ReadRing(1024 * 1024);
-  const owners: RingChunk[] = [];
-  ring.setSink((_chunk, owner) => {
-    owner.outstanding++;
-    owner.parsed = true;
-    owners.push(owner);
-  });
+  const { ring, lent: owners } = lendingRing(1024 * 1024);
   let resumed = 0;
   ring.whenRoom(() => resumed++);
   const giveBack = () => {
@@ -111,8 +95,7 @@ test("reading is resumed only after a read was held back, not on every reclaim",
   }
   assert.equal(resumed, 0, "a resume per batch is a wasted tick and read restart");
   // A read that fills the ring holds reading back; giving the room back resumes it, once.
-  let buffer = ring.onread.buffer();
-  while (ring.onread.callback(buffer.length, buffer)) buffer = ring.onread.buffer();
+  fillRing(ring);
   giveBack();
   assert.equal(resumed, 1);
   giveBack();

@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { ReadRing } from "../../src/connection/read-ring.js";
 import type { RingChunk } from "../../src/connection/read-ring-chunk.js";
 import { SpareBuffers } from "../../src/connection/spare-buffers.js";
 import { MessageFramer } from "../../src/protocol/framing.js";
+import { fillRing, lendingRing } from "../support/lending-ring.js";
 
 test("a spare is reused only once its chunk is parsed and no view of it is lent out", () => {
   const spares = new SpareBuffers();
@@ -49,21 +49,14 @@ test("memory kept for reuse is bounded; beyond it buffers are still tracked whil
 });
 
 test("a full ring's stand-in reads reuse the same spare once the consumer is done with them", () => {
-  const ring = new ReadRing(1024 * 1024);
-  const held: RingChunk[] = [];
-  ring.setSink((_chunk, owner) => {
-    owner.outstanding++;
-    owner.parsed = true;
-    held.push(owner);
-  });
-  let buffer = ring.onread.buffer();
-  while (ring.onread.callback(buffer.length, buffer)) buffer = ring.onread.buffer();
+  const { ring, lent } = lendingRing(1024 * 1024);
+  let buffer = fillRing(ring);
   const standIns = new Set<ArrayBufferLike>();
   for (let i = 0; i < 20; i++) {
-    buffer = ring.onread.buffer();
     standIns.add(buffer.buffer);
     ring.onread.callback(buffer.length, buffer);
-    held.pop()!.outstanding--; // the stand-in read's views are written and given back
+    lent.pop()!.outstanding--; // the stand-in read's views are written and given back
+    buffer = ring.onread.buffer();
   }
   assert.equal(standIns.size, 1, `20 stand-in reads used ${standIns.size} buffers`);
 });
