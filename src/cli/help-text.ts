@@ -53,6 +53,10 @@ Segment hooks (pgwal):
                            where hook progress is kept (default: per archive
                            in $STATE_DIRECTORY or ~/.local/state/pgwal)
 
+Retention (pgwal):
+      --retention=DURATION remove segments completed more than DURATION ago
+                           (e.g. 7d) after each new segment; see "cleanup"
+
 Monitoring (pgwal):
       --metrics-listen=HOST:PORT
                            serve Prometheus /metrics and /healthz there

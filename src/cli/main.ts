@@ -53,6 +53,10 @@ export async function main(
     const { runStatusCommand } = await import("./status-command.js");
     return runStatusCommand(args.slice(1), programName, io);
   }
+  if (args[0] === "cleanup") {
+    const { runCleanupCommand } = await import("./cleanup-command.js");
+    return runCleanupCommand(args.slice(1), programName, io);
+  }
   return topLevel(args, programName, io);
 }
 
@@ -127,6 +131,7 @@ async function topLevel(args: readonly string[], programName: string, io: MainIo
     .command("restore", "restore_command: copy one WAL file from the archive (restore %f %p)")
     .command("verify", "check every file of an archive (verify DIR)")
     .command("status", "show what an archive holds and how far behind a server it is (status DIR)")
+    .command("cleanup", "remove WAL an archive no longer needs (cleanup DIR --before WALFILE | --keep 7d)")
     .demandCommand(1, "no command given")
     .strict()
     .help("help")

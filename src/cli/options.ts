@@ -6,6 +6,7 @@
 import type { PgwalError } from "../errors.js";
 import type { Lsn } from "../lsn.js";
 import { type CompressionSpec, parseCompressionSpec } from "../wal/compression.js";
+import { parseDuration } from "./duration.js";
 import { ExitCode } from "./exit-codes.js";
 import { getoptLong, type OptionSpec, type ParsedOption } from "./getopt.js";
 import { receiveHelpText } from "./help-text.js";
@@ -53,6 +54,8 @@ export interface ReceiveArgs {
   hookStateFile?: string;
   /** --metrics-listen host:port for /metrics and /healthz. */
   metricsListen?: ListenAddress;
+  /** --retention: remove segments completed longer ago than this many milliseconds. */
+  retentionMs?: number;
 }
 
 /** Where the metrics endpoint listens: an explicit host (never a wildcard by default) and a port (0 = any free one). */
@@ -101,7 +104,8 @@ type OptionKey =
   | "onSegment"
   | "hookHoldsSlot"
   | "hookStateFile"
-  | "metricsListen";
+  | "metricsListen"
+  | "retention";
 
 interface ReceiveOptionSpec extends OptionSpec {
   key: OptionKey;
@@ -137,6 +141,7 @@ export const RECEIVE_OPTIONS: readonly ReceiveOptionSpec[] = [
   { key: "hookHoldsSlot", long: "hook-holds-slot", takesValue: false, env: "boolean" },
   { key: "hookStateFile", long: "hook-state-file", takesValue: true, env: "string" },
   { key: "metricsListen", long: "metrics-listen", takesValue: true, env: "string" },
+  { key: "retention", long: "retention", takesValue: true, env: "string" },
 ];
 
 /** PGWAL_DIRECTORY for --directory, PGWAL_NO_LOOP for --no-loop, … */
@@ -302,6 +307,15 @@ function validate(given: GivenValues, operands: readonly string[]): ReceiveArgs 
       );
     }
     args.metricsListen = address;
+  }
+  if (strings.retention !== undefined) {
+    const retentionMs = parseDuration(strings.retention);
+    if (retentionMs === undefined)
+      throw new OptionProblem(
+        `invalid value "${strings.retention}" for option --retention (expected a duration, e.g. 36h or 7d)`,
+        true,
+      );
+    args.retentionMs = retentionMs;
   }
   return args;
 }

@@ -6,11 +6,13 @@
  */
 import { opendir } from "node:fs/promises";
 import path from "node:path";
+import { type LockAttempt, tryLockArchive } from "../archive/archive-lock.js";
 import { identifySystem } from "../connection/commands.js";
 import type { ConnectionSettings } from "../connection/conninfo.js";
 import { UsageError } from "../errors.js";
 import type { SegmentHookRunner } from "../hooks/segment-hooks.js";
 import { formatLsn } from "../lsn.js";
+import type { ArchiveRetention } from "../receiver/archive-retention.js";
 import type { ReceiverLogger } from "../receiver/logger.js";
 import { WalReceiver } from "../receiver/receiver.js";
 import { buildConnectionSettings, connectFirst } from "./connect.js";
@@ -122,6 +124,22 @@ async function stream(
     flushCap: args.hookHoldsSlot && hooks !== undefined ? () => hooks.holdPosition : undefined,
   });
   positions = () => receiver.positions;
+  let retention: ArchiveRetention | undefined;
+  if (args.retentionMs !== undefined) {
+    const { ArchiveRetention } = await import("../receiver/archive-retention.js");
+    const runner = new ArchiveRetention({
+      directory,
+      keepMs: args.retentionMs,
+      logger,
+      holdPosition: hooks === undefined ? undefined : () => hooks.holdPosition,
+    });
+    let segmentSize = 0;
+    receiver.on("connected", (event) => {
+      segmentSize = event.segmentSize;
+    });
+    receiver.on("segment", () => runner.segmentCompleted(segmentSize));
+    retention = runner;
+  }
   let hookStartFailure: unknown;
   if (hooks !== undefined) {
     receiver.on("connected", (event) => {
@@ -193,6 +211,18 @@ async function stream(
     },
     context.signals,
   );
+  // Tells `pgwal cleanup` a receiver is writing here. Not a guard against a second receiver: any
+  // local user can bind an abstract socket name, and that must not be able to stop archiving.
+  const lockAttempt = await tryLockArchive(directory).catch((error: unknown): LockAttempt => {
+    logger.warn({ err: error }, `could not take the lock of archive "${directory}": ${String(error)}`);
+    return { acquired: false };
+  });
+  if (!lockAttempt.acquired && lockAttempt.holderPid !== undefined) {
+    logger.warn(
+      { holderPid: lockAttempt.holderPid },
+      `process ${lockAttempt.holderPid} holds the lock of archive "${directory}": is a second receiver writing it?`,
+    );
+  }
   let stopReason = "stopped";
   try {
     const exit = await receiver.run();
@@ -219,6 +249,8 @@ async function stream(
         logger.info({ pending: hooks.pendingCount }, "waiting for the running segment hook before exiting");
       await hooks.stop();
     }
+    await retention?.stop();
+    if (lockAttempt.acquired) await lockAttempt.lock.release();
     await notifier.stopping(stopReason);
     await metricsServer?.close();
     removeSignalHandlers();

@@ -21,7 +21,19 @@
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
-import { lstat, mkdir, mkdtemp, readdir, readFile, readlink, rm, symlink, writeFile } from "node:fs/promises";
+import {
+  cp,
+  lstat,
+  mkdir,
+  mkdtemp,
+  readdir,
+  readFile,
+  readlink,
+  rm,
+  symlink,
+  utimes,
+  writeFile,
+} from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
@@ -104,6 +116,11 @@ const CASES: ReadonlyMap<string, string> = new Map([
   ["pgwal verify /var/lib/pgwal/archive --from 0/3000000 --to 0/5000000 --json", "verify-range"],
   ["pgwal status /var/lib/pgwal/archive --json", "status-json"],
   ["pgwal status /var/lib/pgwal/archive -h db1 -U replicator", "status-server"],
+  ["pgwal cleanup /var/lib/pgwal/archive --keep 7d --dry-run", "cleanup-keep"],
+  [
+    "pgwal cleanup /var/lib/pgwal/archive --before 000000010000000000000003.00000028.backup",
+    "cleanup-before",
+  ],
   [
     "pgwal receive -D /var/lib/pgwal/archive -S pgwal_slot -h db1 -U replicator --on-segment 'cp %p /mnt/wal-copy/%f' --hook-holds-slot --metrics-listen 127.0.0.1:9187",
     "hook-metrics",
@@ -314,7 +331,7 @@ test("every README example has a case here, and every case's example is still in
   assert.equal(texts.length, CASES.size, "each example exactly once");
   assert.equal(EXAMPLES.filter((e) => e.kind === "ts").length, 1, "one library example");
   // Every `pgwal …` command in an example is one of the cases (a new one cannot slip through).
-  const pgwalLines = texts.filter((t) => /(^|[\s'"])pgwal (receive|restore|verify|status)\b/.test(t));
+  const pgwalLines = texts.filter((t) => /(^|[\s'"])pgwal (receive|restore|verify|status|cleanup)\b/.test(t));
   assert.ok(pgwalLines.length >= 10, `pgwal examples found: ${pgwalLines.length}`);
   assert.ok(pgwalLines.every((t) => CASES.has(t)));
 });
@@ -557,6 +574,34 @@ test("status DIR --json has the documented fields; with -h/-U the server's posit
   const withServer = await runShell(substitute(example("status-server")));
   assert.equal(withServer.status, 0, withServer.stderr);
   assert.match(withServer.stdout, /\d+ bytes behind the server/);
+});
+
+test("cleanup --keep 7d --dry-run and cleanup --before ….backup, on a copy of the archive", async () => {
+  const copy = join(workDir, "archive-cleanup");
+  await cp(dirs.archive, copy, { recursive: true });
+  const before = await completeSegments(copy);
+  const partials = (names: string[]) => names.filter((name) => name.endsWith(".partial")).sort();
+  const partialsBefore = partials(await readdir(copy));
+  assert.ok(before.length >= 3, `complete segments: ${before}`);
+  const onCopy = (text: string) => substitute(text).replaceAll(dirs.archive, copy);
+  // All but the two newest completed eight days ago.
+  const eightDaysAgo = new Date(Date.now() - 8 * 86_400_000);
+  for (const name of before.slice(0, -2)) await utimes(join(copy, name), eightDaysAgo, eightDaysAgo);
+
+  const dryRun = await runShell(onCopy(example("cleanup-keep")));
+  assert.equal(dryRun.status, 0, dryRun.stderr);
+  for (const name of before.slice(0, -2)) assert.match(dryRun.stdout, new RegExp(`would remove ${name}\n`));
+  assert.equal(dryRun.stdout.match(/would remove [0-9A-F]{24}\n/g)?.length, before.length - 2);
+  assert.deepEqual(await completeSegments(copy), before, "a dry run removes nothing");
+
+  const removed = await runShell(onCopy(example("cleanup-before")));
+  assert.equal(removed.status, 0, removed.stderr);
+  const newest = before.at(-1)!;
+  assert.deepEqual(
+    await completeSegments(copy),
+    before.filter((name) => name.slice(8) >= "0000000000000003" || name === newest),
+  );
+  assert.deepEqual(partials(await readdir(copy)), partialsBefore, "every .partial stays");
 });
 
 test("restore_command: the server's call restores a segment into pg_wal; a missing one exits 1 silently", async () => {
