@@ -34,7 +34,7 @@ const MAX_OTHER_FILE = 64 * 1024 * 1024;
 
 /** Archive names that can stand for segment `name`, best first: complete files beat partial ones. */
 export function segmentCandidates(name: string): string[] {
-  const complete = [name, `${name}.gz`, `${name}.lz4`];
+  const complete = [name, `${name}.gz`, `${name}.lz4`, `${name}.zst`];
   return [...complete, ...complete.map((candidate) => candidate + PARTIAL_SUFFIX)];
 }
 

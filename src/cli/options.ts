@@ -177,7 +177,9 @@ export function parseReceiveArgs(argv: readonly string[], context: ParseContext)
   }
   try {
     const given = collectValues(split.options, context.env ?? {});
-    return { kind: "run", args: validate(given, split.operands) };
+    // Started as pg_receivewal, -Z zstd is refused as pg_receivewal refuses it.
+    const allowZstd = context.programName !== "pg_receivewal";
+    return { kind: "run", args: validate(given, split.operands, allowZstd) };
   } catch (error) {
     if (error instanceof OptionProblem) return usageError(error.message, error.showHint);
     throw error;
@@ -240,7 +242,7 @@ function collectValues(options: readonly ParsedOption[], env: NodeJS.ProcessEnv)
 }
 
 /** pg_receivewal's checks after option parsing, in its order. */
-function validate(given: GivenValues, operands: readonly string[]): ReceiveArgs {
+function validate(given: GivenValues, operands: readonly string[], allowZstd: boolean): ReceiveArgs {
   const { strings, flags } = given;
   if (operands.length > 0) {
     throw new OptionProblem(`too many command-line arguments (first is "${operands[0]}")`, true);
@@ -262,7 +264,7 @@ function validate(given: GivenValues, operands: readonly string[]): ReceiveArgs 
   if (strings.directory === undefined && !createSlot && !dropSlot) {
     throw new OptionProblem("no target directory specified", true);
   }
-  const compression = parseCompression(strings.compress);
+  const compression = parseCompression(strings.compress, allowZstd);
   const hookHoldsSlot = flags.hookHoldsSlot === true;
   if (hookHoldsSlot && strings.onSegment === undefined)
     throw new OptionProblem("--hook-holds-slot needs a hook given with --on-segment", true);
@@ -332,10 +334,10 @@ export function parseListenAddress(text: string): ListenAddress | undefined {
   return { host: (match[1] ?? match[2])!, port };
 }
 
-function parseCompression(text: string | undefined): CompressionSpec {
+function parseCompression(text: string | undefined, allowZstd: boolean): CompressionSpec {
   if (text === undefined) return { method: "none" };
   try {
-    return parseCompressionSpec(text);
+    return parseCompressionSpec(text, { allowZstd });
   } catch (error) {
     throw new OptionProblem((error as PgwalError).message, false);
   }

@@ -40,7 +40,7 @@ export class CompressedWalStorage implements WalStorage {
 
   constructor(
     private readonly options: ResolvedStorageOptions,
-    method: "gzip" | "lz4",
+    method: "gzip" | "lz4" | "zstd",
     private readonly createEncoder: SegmentEncoderFactory,
   ) {
     this.directory = options.directory;

@@ -17,6 +17,7 @@ import { DEFAULT_FILE_MODE, nodeFileSystem, type WalFileSystem } from "./fsync.j
 import { createGzipWalStorage } from "./gzip-storage.js";
 import { createLz4WalStorage } from "./lz4-storage.js";
 import { PlainWalStorage } from "./plain-storage.js";
+import { createZstdWalStorage } from "./zstd-storage.js";
 
 export interface SegmentFile {
   /** Segment file name without suffixes: TTTTTTTTXXXXXXXXYYYYYYYY. */
@@ -92,7 +93,7 @@ export function resolveStorageOptions(options: StorageOptions): ResolvedStorageO
   };
 }
 
-/** The storage for a -Z/--compress choice: plain pre-padded files, gzip or lz4. */
+/** The storage for a -Z/--compress choice: plain pre-padded files, gzip, lz4 or zstd. */
 export function createWalStorage(options: StorageOptions & { compression: CompressionSpec }): WalStorage {
   const resolved = resolveStorageOptions(options);
   switch (options.compression.method) {
@@ -102,5 +103,7 @@ export function createWalStorage(options: StorageOptions & { compression: Compre
       return createGzipWalStorage(resolved, options.compression.level);
     case "lz4":
       return createLz4WalStorage(resolved, options.compression.level);
+    case "zstd":
+      return createZstdWalStorage(resolved, options.compression);
   }
 }

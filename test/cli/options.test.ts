@@ -8,6 +8,7 @@ import {
   parseReceiveArgs,
   type ReceiveArgs,
 } from "../../src/cli/options.js";
+import { zstdAvailable } from "../../src/wal/zstd-storage.js";
 
 const asReceivewal = { programName: "pg_receivewal" };
 
@@ -347,4 +348,28 @@ test("bad PGWAL_* values are usage errors, and PGWAL_PASSWORD is never echoed", 
   );
   // A variable whose option is on the command line is not even parsed.
   assert.equal(run(["-D", "x", "-s", "1"], { PGWAL_STATUS_INTERVAL: "junk" }).statusIntervalSeconds, 1);
+});
+
+test("-Z zstd: pgwal accepts it (when Node.js has zstd), pg_receivewal refuses it as the original does", () => {
+  const asReceivewalOutcome = parseReceiveArgs(["-D", "x", "-Z", "zstd:5"], asReceivewal);
+  assert.equal(asReceivewalOutcome.kind, "usage-error");
+  assert.equal(
+    (asReceivewalOutcome as Extract<ParseOutcome, { kind: "usage-error" }>).message,
+    "compression with ZSTD is not yet supported",
+  );
+  const asPgwal = parseReceiveArgs(["-D", "x", "--compress=zstd:level=5,long"], { programName: "pgwal" });
+  if (zstdAvailable()) {
+    assert.equal(asPgwal.kind, "run");
+    assert.deepEqual((asPgwal as Extract<ParseOutcome, { kind: "run" }>).args.compression, {
+      method: "zstd",
+      level: 5,
+      long: true,
+    });
+  } else {
+    assert.equal(asPgwal.kind, "usage-error");
+    assert.match(
+      (asPgwal as Extract<ParseOutcome, { kind: "usage-error" }>).message,
+      /needs Node\.js 22\.15 or later/,
+    );
+  }
 });
