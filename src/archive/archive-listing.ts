@@ -1,13 +1,15 @@
 /**
  * What an archive directory holds, sorted by kind: segments (plain, compressed, partial), timeline
- * history files, backup history files, and everything else (stray files).
+ * history files, backup history files, entries named like WAL that are not regular files (links,
+ * FIFOs, devices, directories: never read, always a problem), and everything else (stray files).
  */
-import type { Dirent } from "node:fs";
+import type { Dirent, Stats } from "node:fs";
 import * as fsp from "node:fs/promises";
 import { join } from "node:path";
 import type { CompressionMethod } from "../wal/compression.js";
 import { storageCall } from "../wal/fsync.js";
 import { parseArchiveFileName, parseHistoryFileName } from "../wal/names.js";
+import { entryKind } from "./archive-file.js";
 
 export interface SegmentFileEntry {
   fileName: string;
@@ -34,15 +36,26 @@ export interface ArchiveListing {
   histories: HistoryFileEntry[];
   /** "…NNNNNNNN.backup" files an archive_command may have stored: not WAL, but not stray either. */
   backupHistories: string[];
+  /** Entries named like WAL, history or backup files that are not regular files. */
+  irregular: { fileName: string; kind: string }[];
   /** Anything else (a directory name ends in "/"). */
   stray: string[];
 }
 
 const BACKUP_HISTORY_NAME = /^[0-9A-F]{24}\.[0-9A-F]{8}\.backup$/;
 
-async function statOrUndefined(path: string): Promise<{ size: number; mtimeMs: number } | undefined> {
+function isWalLikeName(name: string): boolean {
+  return (
+    parseArchiveFileName(name) !== undefined ||
+    parseHistoryFileName(name) !== undefined ||
+    BACKUP_HISTORY_NAME.test(name)
+  );
+}
+
+/** lstat: a name replaced by a link since the directory was read is not followed. */
+async function statOrUndefined(path: string): Promise<Stats | undefined> {
   try {
-    return await fsp.stat(path);
+    return await fsp.lstat(path);
   } catch (error) {
     // Removed while we looked (a cleanup job): simply not part of the listing.
     if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
@@ -54,8 +67,18 @@ export async function listArchiveDirectory(directory: string): Promise<ArchiveLi
   const entries: Dirent[] = await storageCall("read directory", directory, () =>
     fsp.readdir(directory, { withFileTypes: true }),
   );
-  const listing: ArchiveListing = { segments: [], histories: [], backupHistories: [], stray: [] };
+  const listing: ArchiveListing = {
+    segments: [],
+    histories: [],
+    backupHistories: [],
+    irregular: [],
+    stray: [],
+  };
   for (const entry of [...entries].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) {
+    if (!entry.isFile() && isWalLikeName(entry.name)) {
+      listing.irregular.push({ fileName: entry.name, kind: entryKind(entry) });
+      continue;
+    }
     if (!entry.isFile()) {
       listing.stray.push(entry.isDirectory() ? `${entry.name}/` : entry.name);
       continue;
@@ -68,6 +91,10 @@ export async function listArchiveDirectory(directory: string): Promise<ArchiveLi
     }
     const stats = await statOrUndefined(join(directory, entry.name));
     if (stats === undefined) continue;
+    if (!stats.isFile()) {
+      listing.irregular.push({ fileName: entry.name, kind: entryKind(stats) });
+      continue;
+    }
     if (segment !== undefined) {
       const timeline = Number.parseInt(segment.walFileName.slice(0, 8), 16);
       if (timeline === 0) {

@@ -3,13 +3,12 @@
  * many segments and bytes, how full the partial segment is, and how old the newest data is. Reads
  * only one page header and the newest partial segment, so it stays cheap on large archives.
  */
-import { join } from "node:path";
 import { formatLsn, type Lsn, segmentStartLsn } from "../lsn.js";
 import { parseWalFileName } from "../wal/names.js";
 import { LONG_PAGE_HEADER_SIZE, parseWalPageHeader, WAL_BLOCK_SIZE } from "../wal/page-header.js";
+import { readSegmentFile } from "./archive-file.js";
 import { listArchiveDirectory, type SegmentFileEntry } from "./archive-listing.js";
 import { checkSegmentContent } from "./segment-check.js";
-import { readArchiveContent, readArchivePrefix } from "./segment-content.js";
 
 export interface TimelineStatus {
   timeline: number;
@@ -49,6 +48,8 @@ export interface ArchiveStatus {
   newestModified: string | null;
   /** Seconds since newestModified (0 when it lies in the future). */
   ageSeconds: number | null;
+  /** Entries named like WAL that are not regular files (links, FIFOs, devices, directories): never read. */
+  irregularFiles: string[];
 }
 
 export interface ArchiveStatusOptions {
@@ -64,7 +65,14 @@ async function archiveIdentity(
   for (const entry of segments) {
     let prefix: Buffer | undefined;
     try {
-      prefix = await readArchivePrefix(join(directory, entry.fileName), LONG_PAGE_HEADER_SIZE);
+      const read = await readSegmentFile(
+        directory,
+        entry.fileName,
+        entry.compression,
+        entry.partial,
+        LONG_PAGE_HEADER_SIZE,
+      );
+      prefix = read?.content.subarray(0, LONG_PAGE_HEADER_SIZE);
     } catch {
       continue; // a damaged file says nothing about the archive; `verify` reports it
     }
@@ -153,6 +161,7 @@ export async function archiveStatus(
     newestModified: newestEntry === undefined ? null : new Date(newestEntry.mtimeMs).toISOString(),
     ageSeconds:
       newestEntry === undefined ? null : Math.max(0, Math.floor((now - newestEntry.mtimeMs) / 1000)),
+    irregularFiles: listing.irregular.map((entry) => entry.fileName),
   };
 }
 
@@ -163,7 +172,7 @@ async function partialStatus(
 ): Promise<PartialStatus | null> {
   let content: Buffer | undefined;
   try {
-    content = await readArchiveContent(join(directory, entry.fileName), segmentSize);
+    content = (await readSegmentFile(directory, entry.fileName, entry.compression, entry.partial))?.content;
   } catch {
     return null;
   }
@@ -213,6 +222,11 @@ export function formatArchiveStatus(status: ArchiveStatus): string {
   if (status.partial !== null) {
     lines.push(
       `  partial ${status.partial.file}: ${formatBytes(status.partial.usedBytes)} used (${(status.partial.fraction * 100).toFixed(1)}%)`,
+    );
+  }
+  if (status.irregularFiles.length > 0) {
+    lines.push(
+      `  problem: ${status.irregularFiles.length} entr${status.irregularFiles.length === 1 ? "y" : "ies"} named like WAL but not regular files (not read): ${status.irregularFiles.join(", ")}`,
     );
   }
   if (status.newestFile !== null) {

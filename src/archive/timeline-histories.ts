@@ -2,27 +2,25 @@
  * Timeline histories read from an archive, and the recovery path they describe: which timeline
  * holds which range of segments when replaying up to a target timeline.
  */
-import * as fsp from "node:fs/promises";
-import { join } from "node:path";
 import { type Lsn, segmentNumberOf } from "../lsn.js";
 import { parseTimelineHistory, type TimelineHistoryEntry } from "../protocol/replication.js";
-import { storageCall } from "../wal/fsync.js";
 import { historyFileName } from "../wal/names.js";
+import { readSmallArchiveFile } from "./archive-file.js";
 
-/** Reads and parses TTTTTTTT.history in `directory`; undefined when it does not exist. */
+/** A history file larger than this is not one (each line names one ancestor timeline). */
+const MAX_HISTORY_FILE = 64 * 1024 * 1024;
+
+/**
+ * Reads and parses TTTTTTTT.history in `directory`; undefined when it does not exist. Only a
+ * regular file is read (NotRegularFileError otherwise).
+ */
 export async function readTimelineHistory(
   directory: string,
   timeline: number,
 ): Promise<TimelineHistoryEntry[] | undefined> {
-  const path = join(directory, historyFileName(timeline));
-  let text: string;
-  try {
-    text = await fsp.readFile(path, "utf8");
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
-    return storageCall("read", path, () => Promise.reject(error));
-  }
-  const entries = parseTimelineHistory(text);
+  const content = await readSmallArchiveFile(directory, historyFileName(timeline), MAX_HISTORY_FILE);
+  if (content === undefined) return undefined;
+  const entries = parseTimelineHistory(content.toString("utf8"));
   const wrong = entries.find((entry) => entry.timeline >= timeline);
   if (wrong !== undefined) {
     throw new RangeError(`${historyFileName(timeline)} names timeline ${wrong.timeline} as an ancestor`);

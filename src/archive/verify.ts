@@ -4,18 +4,18 @@
  * on the way to the newest timeline. The report is plain data (LSNs and identifiers as text) so
  * that it can be printed as JSON as it is; formatVerifyReport gives the readable form.
  */
-import { join } from "node:path";
 import { StorageError } from "../errors.js";
 import { formatLsn, type Lsn, maxLsn, minLsn, segmentNumberOf, segmentStartLsn } from "../lsn.js";
 import type { TimelineHistoryEntry } from "../protocol/replication.js";
 import { historyFileName, parseWalFileName, walFileName } from "../wal/names.js";
+import { NotRegularFileError, readSegmentFile } from "./archive-file.js";
 import { listArchiveDirectory, type SegmentFileEntry } from "./archive-listing.js";
 import { checkSegmentContent, type SegmentCheck } from "./segment-check.js";
-import { readArchiveContent } from "./segment-content.js";
 import { expectedTimelineOf, isOnPath, readTimelineHistory, recoveryPath } from "./timeline-histories.js";
 
 export type VerifyProblemKind =
   | "unreadable"
+  | "not-regular-file"
   | "size"
   | "page-header"
   | "timeline"
@@ -104,7 +104,9 @@ async function readHistories(
       const entries = await readTimelineHistory(directory, timeline);
       if (entries !== undefined) histories.set(timeline, entries);
     } catch (error) {
-      if (error instanceof StorageError) {
+      if (error instanceof NotRegularFileError) {
+        problems.push({ kind: "not-regular-file", file, message: error.message });
+      } else if (error instanceof StorageError) {
         problems.push({ kind: "unreadable", file, message: error.message });
       } else {
         problems.push({ kind: "bad-history", file, message: `${file}: ${(error as Error).message}` });
@@ -128,9 +130,10 @@ async function checkSegments(
   for (const entry of segments) {
     let content: Buffer | undefined;
     try {
-      content = await readArchiveContent(join(directory, entry.fileName));
+      content = (await readSegmentFile(directory, entry.fileName, entry.compression, entry.partial))?.content;
     } catch (error) {
-      problems.push({ kind: "unreadable", file: entry.fileName, message: (error as Error).message });
+      const kind = error instanceof NotRegularFileError ? "not-regular-file" : "unreadable";
+      problems.push({ kind, file: entry.fileName, message: (error as Error).message });
       checked.push({ entry });
       continue;
     }
@@ -216,6 +219,18 @@ export async function verifyArchive(directory: string, options: VerifyOptions = 
     new Set([...segmentTimelines, ...historyTimelines]),
     problems,
   );
+  for (const { fileName, kind } of listing.irregular) {
+    const reported = problems.some(
+      (problem) => problem.kind === "not-regular-file" && problem.file === fileName,
+    );
+    if (!reported) {
+      problems.push({
+        kind: "not-regular-file",
+        file: fileName,
+        message: new NotRegularFileError(fileName, kind).message,
+      });
+    }
+  }
   for (const timeline of [...segmentTimelines].sort((a, b) => a - b)) {
     if (timeline > 1 && !historyTimelines.has(timeline)) {
       problems.push({

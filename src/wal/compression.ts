@@ -173,7 +173,19 @@ export async function openDecompressed(
   const method = options.method ?? methodFromName(path);
   const allowTruncated = options.allowTruncated ?? path.endsWith(".partial");
   const handle = await storageCall("open", path, () => fsp.open(path, "r"));
-  const raw = handle.createReadStream({ highWaterMark: 256 * 1024 });
+  return decompressedStream(handle.createReadStream({ highWaterMark: 256 * 1024 }), method, allowTruncated);
+}
+
+/**
+ * `raw` decompressed by `method` (`raw` itself for "none"). `allowTruncated` accepts a stream that
+ * stops after a flushed block, as a `.partial` being written does. Errors reach the consumer
+ * through the returned stream; both are destroyed on failure.
+ */
+export function decompressedStream(
+  raw: Readable,
+  method: CompressionMethod,
+  allowTruncated: boolean,
+): Readable {
   if (method === "none") return raw;
   const decoder =
     method === "gzip"
@@ -182,7 +194,7 @@ export async function openDecompressed(
         ? createZstdDecompressStream(allowTruncated)
         : createLz4DecompressStream({ allowTruncated });
   return pipeline(raw, decoder, () => {
-    // Errors reach the consumer through `decoder`; pipeline destroys both streams on failure.
+    // Errors reach the consumer through `decoder`.
   });
 }
 
@@ -213,11 +225,12 @@ export async function readDecompressed(
   return Buffer.concat(pieces, collected);
 }
 
-function decodeFailure(path: string, error: unknown): PgwalError {
+/** A failure while reading decompressed bytes of `path`: an I/O error, or data that does not decode. */
+export function decodeFailure(path: string, error: unknown): PgwalError {
   if (error instanceof PgwalError) return error;
   if ((error as NodeJS.ErrnoException | undefined)?.syscall !== undefined) {
     return new StorageError("read", path, error);
   }
-  // zlib reports corrupt gzip data with plain Errors (code Z_DATA_ERROR, Z_BUF_ERROR…).
+  // zlib reports corrupt gzip/zstd data with plain Errors (code Z_DATA_ERROR, Z_BUF_ERROR…).
   return new ArchiveError(`could not decompress "${path}": ${(error as Error).message}`, { cause: error });
 }

@@ -25,7 +25,7 @@ function segment(fileName: string, ageHours: number, size = 16): SegmentFileEntr
 }
 
 function listing(segments: SegmentFileEntry[], extra: Partial<ArchiveListing> = {}): ArchiveListing {
-  return { segments, histories: [], backupHistories: [], stray: [], ...extra };
+  return { segments, histories: [], backupHistories: [], irregular: [], stray: [], ...extra };
 }
 
 const names = (plan: { remove: { fileName: string }[] }) => plan.remove.map((file) => file.fileName).sort();
