@@ -19,6 +19,7 @@ import {
   PgwalError,
   ProtocolError,
   ServerError,
+  StorageError,
   UsageError,
 } from "../errors.js";
 import {
@@ -208,9 +209,11 @@ export class WalReceiver extends EventEmitter<ReceiverEvents> {
       } catch (error) {
         await this.closeAfterError();
         const typed = toPgwalError(error);
-        // Stopping while the network fails is still a clean stop; a storage failure is not.
-        if (this.stopRequested && typed instanceof ConnectionError) break;
-        if (!typed.retryable || this.options.noLoop) {
+        // Stopping while the network fails is still a clean stop; a storage failure is not: what
+        // was written may not be durable, so it ends the run with the error (exit 1), not a retry.
+        const storageFailedAtStop = this.stopRequested && typed instanceof StorageError;
+        if (this.stopRequested && typed.retryable && !storageFailedAtStop) break;
+        if (!typed.retryable || this.options.noLoop || storageFailedAtStop) {
           this.emit("disconnected", { error: typed, retryInMs: undefined });
           throw typed;
         }

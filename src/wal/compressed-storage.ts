@@ -8,7 +8,14 @@ import { join } from "node:path";
 import { StorageError } from "../errors.js";
 import { archiveSuffix } from "./compression.js";
 import { APPENDER_HIGH_WATER_MARK, FileAppender } from "./file-appender.js";
-import { fsyncParentDirectory, OPEN_FRESH, renameDurably, storageCall, type WalFileHandle } from "./fsync.js";
+import {
+  fsyncCall,
+  fsyncParentDirectory,
+  OPEN_FRESH,
+  renameDurably,
+  storageCall,
+  type WalFileHandle,
+} from "./fsync.js";
 import { historyFileExists, writeHistoryFileDurably } from "./history-file.js";
 import { PARTIAL_SUFFIX } from "./names.js";
 import { checkSegmentArguments, SegmentOperations } from "./segment-operations.js";
@@ -61,7 +68,7 @@ export class CompressedWalStorage implements WalStorage {
       if (encoder.header) appender.append(encoder.header);
       await appender.drain();
       if (!noSync) {
-        await storageCall("fsync", partialPath, () => handle.sync());
+        await fsyncCall("fsync", partialPath, () => handle.sync());
         await fsyncParentDirectory(fileSystem, partialPath);
       }
     } catch (error) {
@@ -143,7 +150,7 @@ class CompressedSegmentFile implements SegmentFile {
     return this.operations.run("sync", async () => {
       await this.encode(() => this.encoder.flush());
       await this.appender.drain();
-      await storageCall("fsync", this.partialPath, () => this.handle.datasync());
+      await fsyncCall("fsync", this.partialPath, () => this.handle.datasync());
     });
   }
 
@@ -151,7 +158,7 @@ class CompressedSegmentFile implements SegmentFile {
   private async finishAndClose(): Promise<void> {
     await this.encode(() => this.encoder.finish());
     await this.appender.drain();
-    if (!this.options.noSync) await storageCall("fsync", this.partialPath, () => this.handle.sync());
+    if (!this.options.noSync) await fsyncCall("fsync", this.partialPath, () => this.handle.sync());
     await this.operations.close();
   }
 

@@ -7,7 +7,7 @@
 import { constants, fdatasyncSync, writevSync } from "node:fs";
 import * as fsp from "node:fs/promises";
 import { dirname } from "node:path";
-import { StorageError } from "../errors.js";
+import { FsyncError, StorageError } from "../errors.js";
 
 /** The subset of fs/promises' FileHandle the writers need. */
 export interface WalFileHandle {
@@ -94,10 +94,19 @@ export async function storageCall<T>(operation: string, path: string, call: () =
   }
 }
 
+/** Runs an fsync, turning any failure into an FsyncError (which stops the receiver). */
+export async function fsyncCall(operation: string, path: string, call: () => Promise<void>): Promise<void> {
+  try {
+    await call();
+  } catch (error) {
+    throw new FsyncError(operation, path, error);
+  }
+}
+
 /** fsync the directory that holds `path`. */
 export function fsyncParentDirectory(fileSystem: WalFileSystem, path: string): Promise<void> {
   const directory = dirname(path);
-  return storageCall("fsync directory of", directory, () => fileSystem.fsyncDirectory(directory));
+  return fsyncCall("fsync directory of", directory, () => fileSystem.fsyncDirectory(directory));
 }
 
 /**

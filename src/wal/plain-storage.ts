@@ -8,6 +8,7 @@
  */
 import { join } from "node:path";
 import {
+  fsyncCall,
   fsyncParentDirectory,
   OPEN_FOR_PADDED_WRITE,
   renameDurably,
@@ -88,7 +89,7 @@ export class PlainWalStorage implements WalStorage {
       }
       if (!noSync) {
         // Also for a reused file: a crash may have come between its padding and its fsync.
-        await storageCall("fsync", partialPath, () => handle.sync());
+        await fsyncCall("fsync", partialPath, () => handle.sync());
         await fsyncParentDirectory(fileSystem, partialPath);
       }
     } catch (error) {
@@ -156,10 +157,10 @@ class PlainSegmentFile implements SegmentFile {
     const handle = this.handle;
     if (this.options.blockingWrites && handle.datasyncBlocking !== undefined) {
       return this.operations.run("sync", () =>
-        storageCall("fsync", this.partialPath, async () => handle.datasyncBlocking!()),
+        fsyncCall("fsync", this.partialPath, async () => handle.datasyncBlocking!()),
       );
     }
-    return this.operations.run("sync", () => storageCall("fsync", this.partialPath, () => handle.datasync()));
+    return this.operations.run("sync", () => fsyncCall("fsync", this.partialPath, () => handle.datasync()));
   }
 
   closeComplete(): Promise<void> {
@@ -170,7 +171,7 @@ class PlainSegmentFile implements SegmentFile {
           `segment is incomplete: ${this.written} of ${this.segmentSize} bytes written`,
         );
       }
-      if (!this.options.noSync) await storageCall("fsync", this.partialPath, () => this.handle.sync());
+      if (!this.options.noSync) await fsyncCall("fsync", this.partialPath, () => this.handle.sync());
       await this.operations.close();
       await renameDurably(this.options.fileSystem, this.partialPath, this.finalPath, this.options.noSync);
     });
@@ -178,7 +179,7 @@ class PlainSegmentFile implements SegmentFile {
 
   closePartial(): Promise<void> {
     return this.operations.run("close", async () => {
-      if (!this.options.noSync) await storageCall("fsync", this.partialPath, () => this.handle.sync());
+      if (!this.options.noSync) await fsyncCall("fsync", this.partialPath, () => this.handle.sync());
       await this.operations.close();
     });
   }
