@@ -145,12 +145,13 @@ class CompressedSegmentFile implements SegmentFile {
   }
 
   sync(): Promise<void> {
-    // Under --no-sync pg_receivewal does not even flush the compressor.
-    if (this.options.noSync) return this.operations.run("sync", async () => {});
     return this.operations.run("sync", async () => {
+      // Also under --no-sync (unlike pg_receivewal): the receiver reports what sync covered as
+      // flushed, so it must at least have left the compressor and been handed to the OS, where
+      // it survives the process being killed.
       await this.encode(() => this.encoder.flush());
       await this.appender.drain();
-      await fsyncCall("fsync", this.partialPath, () => this.handle.datasync());
+      if (!this.options.noSync) await fsyncCall("fsync", this.partialPath, () => this.handle.datasync());
     });
   }
 

@@ -6,7 +6,8 @@
  * Durability contract (the receiver builds its flush position on it):
  * - `write` hands bytes to the OS (or to the compressor) in order; it does NOT make them durable.
  * - `sync` makes everything written so far durable (compressors flush a decodable block first).
- *   Under `noSync` it is a no-op, and the receiver must not report a flush position at all.
+ *   Under `noSync` it skips the fsync but still hands everything written to the OS (out of the
+ *   compressor): the receiver reports it as flushed, and it must survive a killed process.
  * - `closeComplete` makes the segment durable and then gives it its final name, and makes the
  *   rename durable (fsync file, rename, fsync directory), in that order.
  * - `closePartial` makes what was written durable and leaves the file under its `.partial` name.

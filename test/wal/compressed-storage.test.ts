@@ -184,7 +184,28 @@ for (const { method, suffix, cli, decode, decodePrefix } of METHODS) {
     });
   });
 
-  test(`${method}: noSync never fsyncs and leaves the compressor alone on sync`, async () => {
+  test(`${method}: noSync: sync hands everything written to the OS (no fsync), so a reported flush survives kill -9`, async () => {
+    await withTempDir(async (directory) => {
+      const log: string[] = [];
+      const storage = storageFor(directory, { noSync: true, fileSystem: recordingFileSystem(log) });
+      const file = await storage.openSegment(NAME, SEGMENT);
+      const data = walLikeData(SEGMENT, 38);
+      let written = 0;
+      for (const end of [100, 70_000, 300_001]) {
+        await file.write([data.subarray(written, end)], end - written);
+        written = end;
+        await file.sync();
+        // What a kill -9 leaves: the file as the OS has it, nothing from the process's memory.
+        const prefix = decodePrefix(await readFile(join(directory, partialName)));
+        assert.equal(prefix.byteLength, end, `decodable bytes after sync at ${end}`);
+        assert.ok(prefix.equals(data.subarray(0, end)));
+      }
+      await file.abandon();
+      assert.ok(!log.some((entry) => entry.includes("synced")), log.join("\n"));
+    });
+  });
+
+  test(`${method}: noSync never fsyncs`, async () => {
     await withTempDir(async (directory) => {
       const log: string[] = [];
       const storage = storageFor(directory, { noSync: true, fileSystem: recordingFileSystem(log) });
