@@ -55,6 +55,7 @@ class NodeWalFileHandle implements WalFileHandle {
 export interface WalFileSystem {
   open(path: string, flags: number, mode?: number): Promise<WalFileHandle>;
   rename(from: string, to: string): Promise<void>;
+  unlink(path: string): Promise<void>;
   /** fsync a directory so that creations and renames in it survive a crash. */
   fsyncDirectory(path: string): Promise<void>;
 }
@@ -62,6 +63,7 @@ export interface WalFileSystem {
 /** Open flags used by the writers. */
 export const OPEN_FOR_PADDED_WRITE = constants.O_RDWR | constants.O_CREAT;
 export const OPEN_FRESH = constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC;
+export const OPEN_EXISTING_READ_ONLY = constants.O_RDONLY;
 
 export const DEFAULT_FILE_MODE = 0o600;
 
@@ -81,6 +83,7 @@ async function fsyncDirectory(path: string): Promise<void> {
 export const nodeFileSystem: WalFileSystem = {
   open: async (path, flags, mode) => new NodeWalFileHandle(await fsp.open(path, flags, mode)),
   rename: (from, to) => fsp.rename(from, to),
+  unlink: (path) => fsp.unlink(path),
   fsyncDirectory,
 };
 

@@ -43,7 +43,8 @@ export interface WalStorage {
   /**
    * Opens the segment for writing from offset 0 under its partial name, creating or reusing the
    * file as pg_receivewal does (plain: pre-padded with zeros to `segmentSize` and fsynced with its
-   * directory before this resolves; compressed: a fresh stream).
+   * directory before this resolves; compressed: a fresh stream, which replaces an existing
+   * `.partial` only once it holds as much WAL and is durable).
    */
   openSegment(walFileName: string, segmentSize: number): Promise<SegmentFile>;
   /** True when `TTTTTTTT.history` is already in the archive. */

@@ -104,6 +104,10 @@ export function recordingFileSystem(log: string[], options: RecordingOptions = {
       await nodeFileSystem.rename(from, to);
       log.push(`renamed ${basename(from)} -> ${basename(to)}`);
     },
+    async unlink(path) {
+      await nodeFileSystem.unlink(path);
+      log.push(`removed ${basename(path)}`);
+    },
     async fsyncDirectory(path) {
       if (options.failDirectorySyncsWith)
         throw errnoError(options.failDirectorySyncsWith, "injected directory fsync failure");
