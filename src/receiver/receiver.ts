@@ -378,6 +378,9 @@ export class WalReceiver extends EventEmitter<ReceiverEvents> {
           `archive "${this.options.directory}" holds WAL of database system ${archived} (file "${found.fileName}"), but the server's system identifier is ${systemId}: refusing to mix clusters; use an empty directory for this server`,
         );
       }
+      // An earlier run killed between a rename and its directory fsync left a name that may not
+      // survive a power cut; the resume position is reported flushed at once.
+      await this.storage!.makeDurable(found.fileName);
       this.log.info(
         { lsn: formatLsn(found.startLsn), timeline: found.timeline, segment: found.fileName },
         `resuming from the archive at ${formatLsn(found.startLsn)} on timeline ${found.timeline}`,

@@ -15,6 +15,7 @@ import { archiveSuffix, openDecompressed } from "./compression.js";
 import { APPENDER_HIGH_WATER_MARK, FileAppender } from "./file-appender.js";
 import {
   fsyncCall,
+  fsyncExistingFile,
   fsyncParentDirectory,
   OPEN_EXISTING_READ_ONLY,
   OPEN_FRESH,
@@ -116,6 +117,11 @@ export class CompressedWalStorage implements WalStorage {
     }
     // More than a segment (a damaged file) needs no more than the whole segment to be covered.
     return Math.min(await decodableLength(partialPath, segmentSize), segmentSize);
+  }
+
+  async makeDurable(fileName: string): Promise<void> {
+    if (!this.options.noSync)
+      await fsyncExistingFile(this.options.fileSystem, join(this.directory, fileName));
   }
 
   hasHistoryFile(timeline: number): Promise<boolean> {

@@ -113,6 +113,20 @@ export function fsyncParentDirectory(fileSystem: WalFileSystem, path: string): P
 }
 
 /**
+ * fsyncs an existing file and then its directory. For what an earlier run left: it may have been
+ * killed after a write or a rename and before the fsync that would have made it durable.
+ */
+export async function fsyncExistingFile(fileSystem: WalFileSystem, path: string): Promise<void> {
+  const handle = await storageCall("open", path, () => fileSystem.open(path, OPEN_EXISTING_READ_ONLY));
+  try {
+    await fsyncCall("fsync", path, () => handle.sync());
+  } finally {
+    await storageCall("close", path, () => handle.close());
+  }
+  await fsyncParentDirectory(fileSystem, path);
+}
+
+/**
  * Renames `from` to `to` and, unless `noSync`, fsyncs the directory afterwards. The caller must
  * have fsynced and closed `from` already: a rename must never expose a name whose bytes are not
  * durable yet.

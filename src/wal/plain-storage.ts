@@ -9,6 +9,7 @@
 import { join } from "node:path";
 import {
   fsyncCall,
+  fsyncExistingFile,
   fsyncParentDirectory,
   OPEN_FOR_PADDED_WRITE,
   renameDurably,
@@ -104,6 +105,11 @@ export class PlainWalStorage implements WalStorage {
       join(this.directory, walFileName),
       this.options,
     );
+  }
+
+  async makeDurable(fileName: string): Promise<void> {
+    if (!this.options.noSync)
+      await fsyncExistingFile(this.options.fileSystem, join(this.directory, fileName));
   }
 
   hasHistoryFile(timeline: number): Promise<boolean> {

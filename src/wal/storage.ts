@@ -47,6 +47,11 @@ export interface WalStorage {
    * `.partial` only once it holds as much WAL and is durable).
    */
   openSegment(walFileName: string, segmentSize: number): Promise<SegmentFile>;
+  /**
+   * Makes an archive file an earlier run left (and its name) durable, unless `noSync`: the
+   * receiver resumes after it and reports it flushed at once.
+   */
+  makeDurable(fileName: string): Promise<void>;
   /** True when `TTTTTTTT.history` is already in the archive. */
   hasHistoryFile(timeline: number): Promise<boolean>;
   /** Writes `TTTTTTTT.history` durably via a temporary name and a rename. */

@@ -4,7 +4,7 @@
  * server is real, so what the slot was told is what PostgreSQL really recorded.
  */
 import assert from "node:assert/strict";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import { before, describe, test } from "node:test";
@@ -171,5 +171,43 @@ describe("storage failures", () => {
       [],
     );
     await rm(dir, { recursive: true, force: true });
+  });
+
+  test("resuming from the archive first makes the file it resumes after, and its name, durable", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "pgwal-resume-"));
+    try {
+      await someWal(500);
+      const endpos = parseLsn(await cluster.sql("SELECT pg_current_wal_lsn()"));
+      assert.deepEqual(await receiverFor({ directory: dir, endpos }).run(), { reason: "endpos" });
+      const newest = (await readdir(dir)).sort().at(-1)!;
+      // The restart: what has been made durable by the time streaming starts (and flush is reported)?
+      const log: string[] = [];
+      const recording: WalFileSystem = {
+        ...nodeFileSystem,
+        async open(path, flags, mode) {
+          const handle = await nodeFileSystem.open(path, flags, mode);
+          const sync = handle.sync.bind(handle);
+          handle.sync = async () => {
+            await sync();
+            log.push(`fsynced ${basename(path)}`);
+          };
+          return handle;
+        },
+        async fsyncDirectory(path) {
+          await nodeFileSystem.fsyncDirectory(path);
+          log.push("fsynced directory");
+        },
+      };
+      const receiver = receiverFor({ directory: dir, fileSystem: recording });
+      let atStreaming: string[] | undefined;
+      receiver.once("streaming", () => {
+        atStreaming = [...log];
+        receiver.stop();
+      });
+      await receiver.run();
+      assert.deepEqual(atStreaming, [`fsynced ${newest}`, "fsynced directory"]);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
