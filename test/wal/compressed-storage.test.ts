@@ -218,6 +218,25 @@ for (const { method, suffix, cli, decode, decodePrefix } of METHODS) {
     });
   });
 
+  test(`${method}: a run killed while replacing leaves the old .partial; the next run replaces it`, async () => {
+    await withTempDir(async (directory) => {
+      const data = walLikeData(SEGMENT, 42);
+      const first = await storageFor(directory).openSegment(NAME, SEGMENT);
+      await first.write([data.subarray(0, 200_000)], 200_000);
+      await first.closePartial();
+      const killed = await storageFor(directory).openSegment(NAME, SEGMENT);
+      await killed.write([data.subarray(0, 150_000)], 150_000);
+      await killed.sync();
+      await killed.abandon();
+      assert.ok(decode(await readFile(join(directory, partialName))).equals(data.subarray(0, 200_000)));
+      const next = await storageFor(directory).openSegment(NAME, SEGMENT);
+      await next.write([data], SEGMENT);
+      await next.closeComplete();
+      assert.deepEqual(await readdir(directory), [finalName]);
+      assert.ok(decode(await readFile(join(directory, finalName))).equals(data));
+    });
+  });
+
   test(`${method}: an existing .partial that holds no WAL is truncated and streamed again from the start`, async () => {
     await withTempDir(async (directory) => {
       await writeFile(join(directory, partialName), Buffer.alloc(300_000, 0x5a));
