@@ -69,7 +69,7 @@ export class ServerError extends PgwalError {
 
 /** A file-system failure in the archive (open, write, fsync, rename, …). */
 export class StorageError extends PgwalError {
-  readonly retryable = true;
+  readonly retryable: boolean = true;
   readonly path: string;
   readonly operation: string;
   readonly errno?: string;
@@ -80,6 +80,20 @@ export class StorageError extends PgwalError {
     this.path = path;
     this.operation = operation;
     this.errno = errno;
+  }
+}
+
+/**
+ * An fsync of an archive file or directory failed. Never retried: after a failed fsync the kernel
+ * may have dropped the unwritten pages (PostgreSQL's fsync lesson), so a retried fsync can succeed
+ * without them and a rename may not survive a power cut. Nothing written since the last successful
+ * fsync is reported, and the receiver stops instead of trusting the archive.
+ */
+export class FsyncError extends StorageError {
+  override readonly retryable = false;
+  constructor(operation: string, path: string, cause: unknown) {
+    super(operation, path, cause);
+    this.message = `${this.message}; stopping: WAL written since the last successful fsync may not be on disk (check the disk, then restart pgwal to stream it again)`;
   }
 }
 

@@ -25,6 +25,7 @@ export {
   ArchiveError,
   AuthenticationError,
   ConnectionError,
+  FsyncError,
   PgwalError,
   ProtocolError,
   ServerError,

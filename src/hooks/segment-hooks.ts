@@ -9,6 +9,7 @@ import { StorageError } from "../errors.js";
 import { formatLsn, type Lsn, parseLsn } from "../lsn.js";
 import { Backoff } from "../receiver/backoff.js";
 import type { ReceiverLogger } from "../receiver/logger.js";
+import { nodeFileSystem } from "../wal/fsync.js";
 import { parseArchiveFileName, parseHistoryFileName, parseWalFileName } from "../wal/names.js";
 
 /**
@@ -27,6 +28,8 @@ export interface SegmentHookOptions {
   stateFile: string;
   logger: ReceiverLogger;
   retryDelayMs?: { initial: number; max: number };
+  /** fsync of a directory, for the state file's creation and rename (tests record the calls). */
+  fsyncDirectory?: (directory: string) => Promise<void>;
 }
 
 export interface HookEvents {
@@ -216,8 +219,17 @@ export class SegmentHookRunner extends EventEmitter<HookEvents> {
       heldUpTo: this.heldUpTo > 0n ? formatLsn(this.heldUpTo) : undefined,
     };
     for (const name of this.done) if (!present.has(name)) this.done.delete(name);
+    const fsyncDirectory = this.options.fsyncDirectory ?? nodeFileSystem.fsyncDirectory;
     try {
-      await mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
+      const stateDirectory = path.dirname(file);
+      const firstCreated = await mkdir(stateDirectory, { recursive: true, mode: 0o700 });
+      if (firstCreated !== undefined) {
+        // Each new directory's entry in its parent must survive a crash too.
+        for (let created = stateDirectory; ; created = path.dirname(created)) {
+          await fsyncDirectory(path.dirname(created));
+          if (created === firstCreated || path.dirname(created) === created) break;
+        }
+      }
       const temp = `${file}.tmp`;
       const handle = await open(temp, "w", 0o600);
       try {
@@ -227,6 +239,8 @@ export class SegmentHookRunner extends EventEmitter<HookEvents> {
         await handle.close();
       }
       await rename(temp, file);
+      // Without this, the rename (the new progress) may not survive a power cut.
+      await fsyncDirectory(stateDirectory);
     } catch (error) {
       throw new StorageError("write", file, error);
     }

@@ -19,6 +19,7 @@ import {
   PgwalError,
   ProtocolError,
   ServerError,
+  StorageError,
   UsageError,
 } from "../errors.js";
 import {
@@ -208,9 +209,11 @@ export class WalReceiver extends EventEmitter<ReceiverEvents> {
       } catch (error) {
         await this.closeAfterError();
         const typed = toPgwalError(error);
-        // Stopping while the network fails is still a clean stop; a storage failure is not.
-        if (this.stopRequested && typed instanceof ConnectionError) break;
-        if (!typed.retryable || this.options.noLoop) {
+        // Stopping while the network fails is still a clean stop; a storage failure is not: what
+        // was written may not be durable, so it ends the run with the error (exit 1), not a retry.
+        const storageFailedAtStop = this.stopRequested && typed instanceof StorageError;
+        if (this.stopRequested && typed.retryable && !storageFailedAtStop) break;
+        if (!typed.retryable || this.options.noLoop || storageFailedAtStop) {
           this.emit("disconnected", { error: typed, retryInMs: undefined });
           throw typed;
         }
@@ -375,6 +378,9 @@ export class WalReceiver extends EventEmitter<ReceiverEvents> {
           `archive "${this.options.directory}" holds WAL of database system ${archived} (file "${found.fileName}"), but the server's system identifier is ${systemId}: refusing to mix clusters; use an empty directory for this server`,
         );
       }
+      // An earlier run killed between a rename and its directory fsync left a name that may not
+      // survive a power cut; the resume position is reported flushed at once.
+      await this.storage!.makeDurable(found.fileName);
       this.log.info(
         { lsn: formatLsn(found.startLsn), timeline: found.timeline, segment: found.fileName },
         `resuming from the archive at ${formatLsn(found.startLsn)} on timeline ${found.timeline}`,
