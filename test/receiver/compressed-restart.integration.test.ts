@@ -13,6 +13,7 @@ import { resolveConnectionSettings } from "../../src/connection/conninfo.js";
 import { type Lsn, parseLsn } from "../../src/lsn.js";
 import { silentLogger } from "../../src/receiver/logger.js";
 import { type ReceiverOptions, WalReceiver } from "../../src/receiver/receiver.js";
+import { zstdAvailable } from "../../src/wal/zstd-storage.js";
 import {
   assertArchiveCovers,
   assertCompleteSegmentsMatchServer,
@@ -67,7 +68,7 @@ async function streamUntil(receiver: WalReceiver, makeWal: () => Promise<Lsn>): 
   return endpos;
 }
 
-for (const method of ["gzip", "lz4"] as const) {
+for (const method of ["gzip", "lz4", ...(zstdAvailable() ? ["zstd" as const] : [])] as const) {
   test(`${method}: restarts resume the open segment without losing what its .partial held`, async () => {
     const dir = await mkdtemp(join(tmpdir(), "pgwal-compressed-restart-"));
     const slot = `cr_${method}`;

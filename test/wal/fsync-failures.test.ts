@@ -7,6 +7,7 @@ import { test } from "node:test";
 import { StorageError } from "../../src/errors.js";
 import type { CompressionSpec } from "../../src/wal/compression.js";
 import { createWalStorage } from "../../src/wal/storage.js";
+import { zstdAvailable } from "../../src/wal/zstd-storage.js";
 import { MIB, recordingFileSystem, walLikeData, withTempDir } from "./helpers.js";
 
 const NAME = "000000010000000000000003";
@@ -16,7 +17,12 @@ function isUnretryableFsyncError(error: unknown): boolean {
   return error instanceof StorageError && error.retryable === false && /fsync/.test(error.message);
 }
 
-for (const compression of [{ method: "none" }, { method: "gzip" }, { method: "lz4" }] as CompressionSpec[]) {
+for (const compression of [
+  { method: "none" },
+  { method: "gzip" },
+  { method: "lz4" },
+  ...(zstdAvailable() ? [{ method: "zstd" }] : []),
+] as CompressionSpec[]) {
   test(`${compression.method}: a failed file fsync is a StorageError that is not retried`, async () => {
     await withTempDir(async (directory) => {
       const healthy = createWalStorage({ directory, noSync: false, compression });
