@@ -12,6 +12,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { dropSlot, startReplication } from "../../src/connection/commands.js";
 import { PgConnection } from "../../src/connection/connection.js";
 import { type ConnParams, resolveConnectionSettings } from "../../src/connection/conninfo.js";
+import { ConnectionError, ServerError } from "../../src/errors.js";
 import { type Lsn, parseLsn, segmentNumberOf, segmentStartOf } from "../../src/lsn.js";
 import { parseXLogData, XLOG_DATA } from "../../src/protocol/replication.js";
 import { walFileName } from "../../src/wal/names.js";
@@ -32,7 +33,7 @@ before(async () => {
   await cluster.sql("CHECKPOINT");
   // One slot per connection, all created before the WAL: each one streams the same bytes.
   await cluster.sql(
-    ["disable", "prefer_n", "allow", "unix", "require", "require_slow"]
+    ["disable", "prefer_n", "allow", "unix", "require", "require_slow", "require_killed"]
       .map((name) => `SELECT pg_create_physical_replication_slot('rp_${name}', true);`)
       .join("\n"),
   );
@@ -154,4 +155,30 @@ describe("every connection streams through the read ring", () => {
       await setSsl(true);
     }
   });
+});
+
+test("a TLS stream on the ring ends with the server's error when its walsender is terminated", {
+  timeout: 60_000,
+}, async () => {
+  const conn = await connect({ sslmode: "require" });
+  try {
+    assert.equal(conn.usesTls, true);
+    await startReplication(conn, { slot: "rp_require_killed", start, timeline: 1 });
+    assert.ok((await conn.takeCopyData()).length > 0);
+    await cluster.sql(`SELECT pg_terminate_backend(${conn.processId})`);
+    const outcome = await (async () => {
+      for (;;) {
+        if ((await conn.takeCopyData()).length === 0) return conn.finishCopy();
+      }
+    })().then(
+      () => new Error("the stream went on after its walsender was terminated"),
+      (error: unknown) => error,
+    );
+    assert.ok(
+      outcome instanceof ServerError || outcome instanceof ConnectionError,
+      `expected the server's FATAL or a closed connection, got ${String(outcome)}`,
+    );
+  } finally {
+    await conn.close();
+  }
 });
