@@ -62,17 +62,44 @@ function inRange(entry: SegmentFileEntry, segmentSize: number, options: RecordVe
   );
 }
 
-/** Plain files are read in one call; compressed ones through the decompressing reader. */
-async function readWal(directory: string, entry: SegmentFileEntry): Promise<Buffer | undefined> {
-  const path = join(directory, entry.fileName);
-  if (entry.compression !== "none") return readArchiveContent(path);
-  try {
-    return await storageCall("read", path, () => fsp.readFile(path));
-  } catch (error) {
-    if (error instanceof StorageError && error.errno === "ENOENT") return undefined;
-    throw error;
+/**
+ * Plain files are read into one buffer reused from file to file (the reader keeps copies of what
+ * outlives a feed), compressed ones through the decompressing reader.
+ */
+class WalFileReader {
+  private buffer = Buffer.alloc(0);
+
+  async read(directory: string, entry: SegmentFileEntry): Promise<Buffer | undefined> {
+    const path = join(directory, entry.fileName);
+    if (entry.compression !== "none") return readArchiveContent(path);
+    try {
+      return await storageCall("read", path, async () => {
+        const file = await fsp.open(path, "r");
+        try {
+          const { size } = await file.stat();
+          if (size > MAX_PLAIN_FILE)
+            throw new ArchiveError(`"${path}" is ${size} bytes, larger than any segment`);
+          if (this.buffer.length < size) this.buffer = Buffer.allocUnsafe(size);
+          let got = 0;
+          while (got < size) {
+            const { bytesRead } = await file.read(this.buffer, got, size - got, got);
+            if (bytesRead === 0) break;
+            got += bytesRead;
+          }
+          return this.buffer.subarray(0, got);
+        } finally {
+          await file.close();
+        }
+      });
+    } catch (error) {
+      if (error instanceof StorageError && error.errno === "ENOENT") return undefined;
+      throw error;
+    }
   }
 }
+
+/** Segments are at most 1 GiB. */
+const MAX_PLAIN_FILE = 1 << 30;
 
 /** The segment size a file's first page declares, if it has a usable long header. */
 function declaredSegmentSize(content: Buffer): number | undefined {
@@ -98,6 +125,7 @@ export async function verifyArchiveRecords(
     timelines.set(entry.timeline, [...(timelines.get(entry.timeline) ?? []), entry]);
   }
   let segmentSize: number | undefined;
+  const files = new WalFileReader();
   for (const [, entries] of [...timelines].sort(([x], [y]) => x - y)) {
     // Names sort in stream order within a timeline (a ".partial" after the complete file of its segment).
     let reader: WalRecordReader | undefined;
@@ -106,7 +134,7 @@ export async function verifyArchiveRecords(
       if (segmentSize !== undefined && !inRange(entry, segmentSize, options)) continue;
       let content: Buffer | undefined;
       try {
-        content = await readWal(directory, entry);
+        content = await files.read(directory, entry);
       } catch (error) {
         problems.push({
           kind: "unreadable",

@@ -37,7 +37,8 @@ export function updateCrc32c(state: number, bytes: Uint8Array, start = 0, end = 
   if (native === undefined || end - start < NATIVE_MIN_LENGTH)
     return updateCrc32cTable(state, bytes, start, end);
   // The native function takes and returns finalised values: convert at the boundary.
-  return (native(bytes.subarray(start, end), (state ^ 0xffffffff) >>> 0) ^ 0xffffffff) >>> 0;
+  const piece = new Uint8Array(bytes.buffer, bytes.byteOffset + start, end - start);
+  return (native(piece, (state ^ 0xffffffff) >>> 0) ^ 0xffffffff) >>> 0;
 }
 
 /** The final CRC value (FIN_CRC32C). */
