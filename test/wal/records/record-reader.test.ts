@@ -380,3 +380,26 @@ test("any way of cutting the stream into whole pages reads the same records", ()
     propertySettings(50),
   );
 });
+
+test("a timeline switch inside the stream is read through; a timeline going back is a page problem", () => {
+  for (const [first, second, expectProblem] of [
+    [1, 2, false],
+    [2, 1, true],
+  ] as const) {
+    const builder = new WalBuilder({ segmentSize: SEGMENT, timeline: first });
+    for (let i = 0; i < 5; i++) builder.append(filler(20_000, i));
+    builder.timeline = second;
+    for (let i = 0; i < 5; i++) builder.append(filler(20_000, i + 5));
+    const result = readAll(builder.finish(), builder.startLsn);
+    if (expectProblem) {
+      assert.equal(problemOf(result)?.kind, "page");
+      assert.match(problemOf(result)!.message, /timeline 1 after timeline 2/);
+    } else {
+      assert.equal(problemOf(result), undefined);
+      assert.deepEqual(
+        result.lsns,
+        builder.records.map((r) => r.lsn),
+      );
+    }
+  }
+});

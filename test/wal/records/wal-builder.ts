@@ -90,7 +90,8 @@ export class WalBuilder {
   readonly startLsn: bigint;
   private readonly magic: number;
   private readonly systemIdentifier: bigint;
-  private readonly timeline: number;
+  /** Page headers written from now on carry this timeline (a switch after promotion). */
+  timeline: number;
   private readonly blockSize: number;
   private bytes: Buffer;
   private position = 0;
