@@ -136,3 +136,40 @@ test("record list, commits and restore points equal pg_waldump's on the same fil
     `pg_waldump ${cluster.major}: ${lines.length} records, ${theirs.length} transaction ends, ${theirPoints.length} restore point(s) in ${names.length} segments; equal`,
   );
 });
+
+test("across a promotion: both timelines' segments are read, and the new timeline's commits found", async () => {
+  const standby = await cluster.createStandby({ name: "records-standby" });
+  try {
+    await cluster.sql("INSERT INTO history SELECT g FROM generate_series(1, 20000) g;");
+    const target = (await cluster.sql("SELECT pg_current_wal_flush_lsn();")).trim();
+    for (let i = 0; i < 300; i++) {
+      const replayed = (await standby.sql(`SELECT pg_last_wal_replay_lsn() >= '${target}'::pg_lsn;`)).trim();
+      if (replayed === "t") break;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    await standby.promote();
+    const xid = Number(
+      (await standby.sql("BEGIN; SELECT txid_current(); INSERT INTO history VALUES (42); COMMIT;")).split(
+        "\n",
+      )[0],
+    );
+    await standby.sql("SELECT pg_switch_wal();");
+    await standby.sql("INSERT INTO history VALUES (43); SELECT pg_switch_wal();");
+    const both = join(cluster.baseDir, "two-timelines");
+    const oldTimeline = await copyCompleteSegments(cluster, both);
+    const newTimeline = await copyCompleteSegments(standby, both);
+    assert.ok(newTimeline.length >= 2 && newTimeline.every((name) => name.startsWith("00000002")));
+    const report = await verifyArchiveRecords(both);
+    assert.deepEqual(report.problems, []);
+    assert.equal(report.filesRead, oldTimeline.length + newTimeline.length);
+    const second = await readRecordsOf(both, newTimeline, SEGMENT);
+    assert.ok(
+      second.events.some((event) => event.kind === "commit" && event.xid === xid),
+      `commit of ${xid} on timeline 2`,
+    );
+    const cli = await runPgwal(["verify", "--records", both]);
+    assert.equal(cli.status, 0, cli.stdout + cli.stderr);
+  } finally {
+    await standby.destroy();
+  }
+});

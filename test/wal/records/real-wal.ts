@@ -96,12 +96,21 @@ export async function runWorkload(cluster: PgCluster, scale = 1): Promise<Worklo
   };
 }
 
-/** Copies the complete segments of pg_wal (those before the one being written) into `archive`. */
+/**
+ * Copies the complete segments of pg_wal (those before the one being written, on its timeline)
+ * and the timeline history files into `archive`.
+ */
 export async function copyCompleteSegments(cluster: PgCluster, archive: string): Promise<string[]> {
   const current = (await cluster.sql("SELECT pg_walfile_name(pg_current_wal_insert_lsn());")).trim();
   await mkdir(archive, { recursive: true });
-  const names = (await readdir(join(cluster.dataDir, "pg_wal")))
-    .filter((name) => /^[0-9A-F]{24}$/.test(name) && name < current)
+  const files = await readdir(join(cluster.dataDir, "pg_wal"));
+  for (const name of files.filter((file) => /^[0-9A-F]{8}\.history$/.test(file))) {
+    await copyFile(join(cluster.dataDir, "pg_wal", name), join(archive, name));
+  }
+  const names = files
+    .filter(
+      (name) => /^[0-9A-F]{24}$/.test(name) && name.slice(0, 8) === current.slice(0, 8) && name < current,
+    )
     .sort();
   for (const name of names) await copyFile(join(cluster.dataDir, "pg_wal", name), join(archive, name));
   return names;
