@@ -56,6 +56,7 @@ export {
 export { findStreamingStart } from "./wal/archive-scan.js";
 export { type CompressionSpec, parseCompressionSpec } from "./wal/compression.js";
 export { historyFileName, parseWalFileName, walFileName } from "./wal/names.js";
+export { WalChunkFeeder } from "./wal/records/chunk-feeder.js";
 export type { WalRecordEvent } from "./wal/records/record-events.js";
 export type { WalReadStop, WalRecordProblem } from "./wal/records/record-problem.js";
 export { WalRecordReader, type WalRecordReaderOptions } from "./wal/records/record-reader.js";
