@@ -9,6 +9,7 @@
  */
 import type { Lsn } from "../../lsn.js";
 import { findMainData } from "./block-references.js";
+import { preparedXidOf } from "./prepared-xid.js";
 import {
   RECORD_INFO_OFFSET,
   RECORD_RMID_OFFSET,
@@ -38,7 +39,10 @@ export type WalRecordEvent =
   | {
       kind: TransactionEndKind;
       lsn: Lsn;
-      /** xl_xid of the record (for the *-prepared kinds, the transaction that finished the prepared one). */
+      /**
+       * The transaction that ended: xl_xid, or for the *-prepared kinds the prepared transaction's
+       * xid from the record's two-phase part (0 when the record carries none).
+       */
       xid: number;
       /** xact_time: microseconds since 2000-01-01 00:00 UTC. */
       time: bigint;
@@ -92,7 +96,11 @@ export function decodeRecordEvent(record: Buffer, lsn: Lsn, major: number): WalR
   if (rmid === RM_XACT_ID) {
     const kind = TRANSACTION_ENDS.get(info & XLOG_XACT_OPMASK)!;
     if (data.length < 8) return tooShort(kind, 8);
-    return { kind, lsn, xid: record.readUInt32LE(RECORD_XID_OFFSET), time: data.readBigInt64LE(0) };
+    const prepared = kind === "commit-prepared" || kind === "abort-prepared";
+    const xid = prepared
+      ? (preparedXidOf(data, info, kind === "commit-prepared", major) ?? 0)
+      : record.readUInt32LE(RECORD_XID_OFFSET);
+    return { kind, lsn, xid, time: data.readBigInt64LE(0) };
   }
   const op = info & XLR_RMGR_INFO_MASK;
   if (op === XLOG_RESTORE_POINT) {

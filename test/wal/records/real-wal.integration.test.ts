@@ -77,8 +77,16 @@ test("the test's own commits, abort, prepared transactions, restore point and ch
     assert.ok(at >= window[0]! && at <= window[1]!, `commit time ${formatTimestampTz(commit.time)}`);
   }
   assert.equal(byXid("abort", facts.abortXid).length, 1, `abort of ${facts.abortXid}`);
-  assert.equal(read.events.filter((event) => event.kind === "commit-prepared").length, 1);
-  assert.equal(read.events.filter((event) => event.kind === "abort-prepared").length, 1);
+  assert.equal(
+    byXid("commit-prepared", facts.preparedCommitXid).length,
+    1,
+    `commit prepared of ${facts.preparedCommitXid}`,
+  );
+  assert.equal(
+    byXid("abort-prepared", facts.preparedAbortXid).length,
+    1,
+    `abort prepared of ${facts.preparedAbortXid}`,
+  );
   const points = read.events.filter((event) => event.kind === "restore-point");
   assert.deepEqual(
     points.map((point) => point.name),
@@ -111,16 +119,24 @@ test("record list, commits and restore points equal pg_waldump's on the same fil
     read.records.map((record) => formatLsn(record.lsn)),
     lines.map(lsnOf),
   );
+  // pg_waldump names the prepared transaction before the time ("COMMIT_PREPARED 736: …"), and the
+  // record's own xid as "tx:" for the others.
   const ends =
-    /desc: (COMMIT|ABORT|COMMIT_PREPARED|ABORT_PREPARED) (?:\d+: )?(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6} UTC)/;
+    /tx: +(\d+),.*desc: (COMMIT|ABORT|COMMIT_PREPARED|ABORT_PREPARED) (?:(\d+): )?(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6} UTC)/;
   const theirs = lines.flatMap((line) => {
     const match = ends.exec(line);
-    return match ? [`${lsnOf(line)} ${match[1]!.toLowerCase().replace("_", "-")} ${match[2]}`] : [];
+    if (!match) return [];
+    const [, tx, kind, preparedXid, time] = match as unknown as [
+      string,
+      string,
+      string,
+      string | undefined,
+      string,
+    ];
+    return [`${lsnOf(line)} ${kind.toLowerCase().replace("_", "-")} ${preparedXid ?? tx} ${time}`];
   });
   const ours = read.events.flatMap((event) =>
-    "time" in event && event.kind !== "checkpoint" && event.kind !== "restore-point"
-      ? [`${formatLsn(event.lsn)} ${event.kind} ${waldumpTime(event.time)}`]
-      : [],
+    "xid" in event ? [`${formatLsn(event.lsn)} ${event.kind} ${event.xid} ${waldumpTime(event.time)}`] : [],
   );
   assert.ok(ours.length > 1500, `${ours.length} transaction ends`);
   assert.deepEqual(ours, theirs);

@@ -403,3 +403,33 @@ test("a timeline switch inside the stream is read through; a timeline going back
     }
   }
 });
+
+test("COMMIT PREPARED and ABORT PREPARED name the prepared transaction, past every optional part", () => {
+  const builder = new WalBuilder({ segmentSize: SEGMENT });
+  const time = 849_000_000_000_000n;
+  const counted = (items: number, size: number) => Buffer.concat([u32(items), Buffer.alloc(items * size, 7)]);
+  // xinfo: DBINFO | SUBXACTS | RELFILENODES | INVALS | TWOPHASE | DROPPED_STATS (PostgreSQL 15 sizes).
+  const commitMain = Buffer.concat([
+    i64(time),
+    u32(0x01 | 0x02 | 0x04 | 0x08 | 0x10 | 0x100),
+    Buffer.alloc(8), // dbinfo
+    counted(3, 4), // subtransactions
+    counted(2, 12), // relation files
+    counted(2, 12), // dropped statistics
+    counted(4, 16), // invalidations
+    u32(4242), // the prepared xid
+  ]);
+  const commit = builder.append({ rmid: 1, info: 0x30 | 0x80, xid: 0, body: mainDataBody(commitMain) });
+  // An abort has no invalidations: the flag is ignored there.
+  const abortMain = Buffer.concat([i64(time + 1n), u32(0x02 | 0x08 | 0x10), counted(1, 4), u32(4343)]);
+  const abort = builder.append({ rmid: 1, info: 0x40 | 0x80, xid: 0, body: mainDataBody(abortMain) });
+  // Parts that run past the main data leave the xid unknown (0), not misread.
+  const brokenMain = Buffer.concat([i64(time + 2n), u32(0x02 | 0x10), u32(1000), u32(1)]);
+  const broken = builder.append({ rmid: 1, info: 0x30 | 0x80, xid: 0, body: mainDataBody(brokenMain) });
+  const result = readAll(builder.finish(), builder.startLsn);
+  assert.deepEqual(result.events, [
+    { kind: "commit-prepared", lsn: commit.lsn, xid: 4242, time },
+    { kind: "abort-prepared", lsn: abort.lsn, xid: 4343, time: time + 1n },
+    { kind: "commit-prepared", lsn: broken.lsn, xid: 0, time: time + 2n },
+  ]);
+});
