@@ -7,6 +7,12 @@ export { restoreFile } from "./archive/restore.js";
 export { archiveStatus } from "./archive/status.js";
 export { verifyArchive } from "./archive/verify.js";
 export {
+  type RecordProblem,
+  type RecordVerifyOptions,
+  type RecordVerifyReport,
+  verifyArchiveRecords,
+} from "./archive/verify-records.js";
+export {
   createPhysicalSlot,
   dropSlot,
   identifySystem,
@@ -51,3 +57,7 @@ export {
 export { findStreamingStart } from "./wal/archive-scan.js";
 export { type CompressionSpec, parseCompressionSpec } from "./wal/compression.js";
 export { historyFileName, parseWalFileName, walFileName } from "./wal/names.js";
+export { WalChunkFeeder } from "./wal/records/chunk-feeder.js";
+export type { WalRecordEvent } from "./wal/records/record-events.js";
+export type { WalReadStop, WalRecordProblem } from "./wal/records/record-problem.js";
+export { WalRecordReader, type WalRecordReaderOptions } from "./wal/records/record-reader.js";

@@ -9,6 +9,7 @@ import {
   verifyArchive,
   verifyReportJson,
 } from "../archive/verify.js";
+import { formatVerifyWithRecords, verifyArchiveRecords } from "../archive/verify-records.js";
 import { tryParseLsn } from "../lsn.js";
 import type { CommandIo } from "./command-io.js";
 import { DIRECTORY_OPTION, directoryFrom, parseSubcommandArgs } from "./subcommand-args.js";
@@ -25,11 +26,13 @@ Options:
   -D, --directory=DIR    the archive, instead of DIR (default: $PGWAL_DIRECTORY)
       --from=LSN         with --to: check that all WAL from LSN ...
       --to=LSN           ... up to LSN is in the archive, on the newest timeline's path
+      --records          also read every WAL record and check its CRC, length and xl_prev link
       --json             print the report as JSON
   -?, --help             show this help, then exit
 
 Checks: segment sizes, page headers (magic, address, timeline, system identifier), timeline
-history files, and missing segments on the way to the newest timeline.
+history files, and missing segments on the way to the newest timeline. With --records, every
+WAL record too: its CRC-32C, its length, and its xl_prev link to the record before.
 
 Exit status: 0 no problems; 1 problems found; 2 the check could not run.
 `;
@@ -49,6 +52,7 @@ export async function runVerifyCommand(
     { key: "from", long: "from", takesValue: true },
     { key: "to", long: "to", takesValue: true },
     { key: "json", long: "json", takesValue: false },
+    { key: "records", long: "records", takesValue: false },
   ]);
   if (!parsed.ok) return fail(parsed.message);
   const { args } = parsed;
@@ -73,8 +77,14 @@ export async function runVerifyCommand(
     return fail("--from must not be after --to");
   try {
     const report = await verifyArchive(directory, options);
-    io.stdout(args.values.has("json") ? verifyReportJson(report) : formatVerifyReport(report));
-    return report.ok ? VERIFY_EXIT.ok : VERIFY_EXIT.problems;
+    const records = args.values.has("records") ? await verifyArchiveRecords(directory, options) : undefined;
+    const ok = report.ok && (records?.ok ?? true);
+    if (args.values.has("json")) {
+      io.stdout(
+        records ? `${JSON.stringify({ ...report, ok, records }, null, 2)}\n` : verifyReportJson(report),
+      );
+    } else io.stdout(records ? formatVerifyWithRecords(report, records) : formatVerifyReport(report));
+    return ok ? VERIFY_EXIT.ok : VERIFY_EXIT.problems;
   } catch (error) {
     return fail(error instanceof Error ? error.message : String(error));
   }

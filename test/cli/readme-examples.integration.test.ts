@@ -114,6 +114,7 @@ const CASES: ReadonlyMap<string, string> = new Map([
   ["restore_command = 'pgwal restore --directory=/var/lib/pgwal/archive %f %p'", "restore-command"],
   ["pgwal verify /var/lib/pgwal/archive", "verify"],
   ["pgwal verify /var/lib/pgwal/archive --from 0/3000000 --to 0/5000000 --json", "verify-range"],
+  ["pgwal verify /var/lib/pgwal/archive --records", "verify-records"],
   ["pgwal status /var/lib/pgwal/archive --json", "status-json"],
   ["pgwal status /var/lib/pgwal/archive -h db1 -U replicator", "status-server"],
   ["pgwal cleanup /var/lib/pgwal/archive --keep 7d --dry-run", "cleanup-keep"],
@@ -548,6 +549,16 @@ test("verify DIR and verify DIR --from 0/3000000 --to 0/5000000 --json: the arch
   assert.equal(report.ok, true);
   assert.deepEqual(report.problems, []);
   assert.deepEqual(report.range, { ...report.range, from: "0/3000000", to: "0/5000000", missing: [] });
+});
+
+test("verify DIR --records: every record of the archive is read and sound", async () => {
+  const run = await runShell(substitute(example("verify-records")));
+  assert.equal(run.status, 0, run.stdout + run.stderr);
+  assert.match(run.stdout, /OK/);
+  assert.match(
+    run.stdout,
+    /records: [1-9]\d* record\(s\) in [1-9]\d* file\(s\) checked, \d+ bytes, [\d.]+ MB\/s/,
+  );
 });
 
 test("status DIR --json has the documented fields; with -h/-U the server's position and lag", async () => {
