@@ -1,14 +1,13 @@
 /**
  * `pgwal verify --records`: reads every record of every segment file in the archive (plain, gzip,
- * lz4) with the WAL record reader and reports what is wrong, each problem named by file and LSN:
+ * lz4, zstd) with the WAL record reader and reports what is wrong, each problem named by file and LSN:
  * a CRC mismatch, a broken xl_prev chain, an impossible length, a missing continuation, a page
  * that does not belong. Files of one timeline are read in order so that records crossing segment
  * boundaries are checked whole; after a gap or a problem, reading resumes at the first record that
  * begins in the next file. Missing files, sizes and timelines are verifyArchive's job.
  */
-import * as fsp from "node:fs/promises";
 import { join } from "node:path";
-import { ArchiveError, StorageError } from "../errors.js";
+import { ArchiveError } from "../errors.js";
 import { formatLsn, type Lsn, segmentStartLsn } from "../lsn.js";
 import { storageCall } from "../wal/fsync.js";
 import { parseWalFileName } from "../wal/names.js";
@@ -16,8 +15,8 @@ import { LONG_PAGE_HEADER_SIZE, parseWalPageHeader, WAL_BLOCK_SIZE } from "../wa
 import { crc32cImplementation } from "../wal/records/crc32c.js";
 import type { WalRecordProblemKind } from "../wal/records/record-problem.js";
 import { WalRecordReader } from "../wal/records/record-reader.js";
+import { openArchiveFile, readSegmentFile } from "./archive-file.js";
 import { listArchiveDirectory, type SegmentFileEntry } from "./archive-listing.js";
-import { readArchiveContent } from "./segment-content.js";
 import { formatVerifyReport, type VerifyReport } from "./verify.js";
 
 export type RecordProblemKind = WalRecordProblemKind | "unreadable" | "truncated" | "early-end";
@@ -64,36 +63,34 @@ function inRange(entry: SegmentFileEntry, segmentSize: number, options: RecordVe
 
 /**
  * Plain files are read into one buffer reused from file to file (the reader keeps copies of what
- * outlives a feed), compressed ones through the decompressing reader.
+ * outlives a feed), compressed ones through the bounded decompressing reader. Both open only
+ * regular files inside the archive (see archive-file.ts): a link or FIFO is a problem, not a read.
  */
 class WalFileReader {
   private buffer = Buffer.alloc(0);
 
   async read(directory: string, entry: SegmentFileEntry): Promise<Buffer | undefined> {
+    if (entry.compression !== "none")
+      return (await readSegmentFile(directory, entry.fileName, entry.compression, entry.partial))?.content;
+    const handle = await openArchiveFile(directory, entry.fileName);
+    if (handle === undefined) return undefined;
     const path = join(directory, entry.fileName);
-    if (entry.compression !== "none") return readArchiveContent(path);
     try {
       return await storageCall("read", path, async () => {
-        const file = await fsp.open(path, "r");
-        try {
-          const { size } = await file.stat();
-          if (size > MAX_PLAIN_FILE)
-            throw new ArchiveError(`"${path}" is ${size} bytes, larger than any segment`);
-          if (this.buffer.length < size) this.buffer = Buffer.allocUnsafe(size);
-          let got = 0;
-          while (got < size) {
-            const { bytesRead } = await file.read(this.buffer, got, size - got, got);
-            if (bytesRead === 0) break;
-            got += bytesRead;
-          }
-          return this.buffer.subarray(0, got);
-        } finally {
-          await file.close();
+        const { size } = await handle.stat();
+        if (size > MAX_PLAIN_FILE)
+          throw new ArchiveError(`"${path}" is ${size} bytes, larger than any segment`);
+        if (this.buffer.length < size) this.buffer = Buffer.allocUnsafe(size);
+        let got = 0;
+        while (got < size) {
+          const { bytesRead } = await handle.read(this.buffer, got, size - got, got);
+          if (bytesRead === 0) break;
+          got += bytesRead;
         }
+        return this.buffer.subarray(0, got);
       });
-    } catch (error) {
-      if (error instanceof StorageError && error.errno === "ENOENT") return undefined;
-      throw error;
+    } finally {
+      await handle.close();
     }
   }
 }
