@@ -17,7 +17,7 @@ import { dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 import { findPgBinDir } from "./pg-binaries.js";
 
-const DEFAULT_MAJORS = [13, 14, 15, 16, 17, 18];
+export const DEFAULT_MAJORS = [13, 14, 15, 16, 17, 18];
 
 interface MatrixArgs {
   majors: number[];
