@@ -27,7 +27,7 @@ import { assertArchiveCovers, assertPartialMatchesServer, listArchive } from "..
 import { type PgCluster, startSharedCluster, TEST_USERS } from "../support/cluster.js";
 import { PowerCutFs } from "../support/power-cut-fs.js";
 
-const CUTS = Number(process.env.PGWAL_POWER_CUTS ?? 9);
+const CUTS = Number(process.env.PGWAL_POWER_CUTS ?? 12);
 const SEED = Number(process.env.PGWAL_POWER_SEED ?? Date.now() % 2 ** 31);
 
 interface Variant {
@@ -189,12 +189,12 @@ describe(`power cuts (seed ${SEED}, PGWAL_POWER_SEED to replay)`, () => {
             },
             (message) => errors.push(message),
           );
-          // A third of the cuts land just after the receiver starts streaming, while it re-streams its
-          // last segment; a third while it starts; a third after its first status intervals (1 s),
-          // which fsync the open segment mid-way.
-          const afterStreaming = cut % 3 === 1;
+          // Every other cut lands just after the receiver starts streaming, while it re-streams its
+          // last segment (which the run before filled further); the others while it starts, or
+          // after its first status intervals (1 s), which fsync the open segment mid-way.
+          const afterStreaming = cut % 2 === 0;
           const delayMs = Math.floor(
-            afterStreaming ? random() * 150 : cut % 3 === 2 ? 100 + random() * 700 : 1000 + random() * 3000,
+            afterStreaming ? random() * 100 : cut % 4 === 3 ? 100 + random() * 700 : 1000 + random() * 3000,
           );
           if (afterStreaming) await Promise.race([receiver.streaming, sleep(10_000)]);
           await sleep(delayMs);
