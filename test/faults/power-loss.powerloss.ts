@@ -213,7 +213,8 @@ describe(`power cuts (seed ${SEED}, PGWAL_POWER_SEED to replay)`, () => {
               throw new Error(
                 `${variant.name}, seed ${SEED}, cut ${cut} ${delayMs} ms after ${afterStreaming ? "streaming began" : "start"}: WAL reported flushed up to ` +
                   `${formatLsn(claimed)} (slot restart_lsn ${formatLsn(restart)}) is not durable. ` +
-                  `${(error as Error).message}\n  durable archive: ${await describeArchive(fs.durableDir)}` +
+                  `${(error as Error).message}\n  durable archive (kept in ${fs.durableDir}): ` +
+                  `${await describeArchive(fs.durableDir)}` +
                   (errors.length > 0 ? `\n  receiver errors: ${errors.join("; ")}` : ""),
                 { cause: error },
               );

@@ -7,7 +7,7 @@
  * Needs root, /dev/fuse, gcc, pkg-config and libfuse3-dev (the daemon is compiled once per process).
  */
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { readFileSync, rmSync } from "node:fs";
 import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -26,6 +26,7 @@ export function buildPowerCutFs(): Promise<string> {
       throw new Error(`libfuse3 not found (apt-get install libfuse3-dev pkg-config): ${String(error)}`);
     });
     const directory = await mkdtemp(join(tmpdir(), "pgwal-power-cut-fs-"));
+    process.once("exit", () => rmSync(directory, { recursive: true, force: true }));
     const program = join(directory, "power-cut-fs");
     await runCommand("gcc", [
       "-O2",
