@@ -151,6 +151,10 @@ const CASES: ReadonlyMap<string, string> = new Map([
   ["npm run test:matrix  # the whole suite on PostgreSQL 13, 14, 15, 16, 17 and 18", "npm-script"],
   ["npm run test:node-lines  # the whole suite on Node.js 22, 24 and 26", "npm-script"],
   ["npm run test:soak  # the kill -9 storm with 120 kills (CI runs 25)", "npm-script"],
+  [
+    "npm run test:powerloss  # power cuts at random moments on a FUSE file system that loses what was not fsynced",
+    "npm-script",
+  ],
   ["npm run bench      # side-by-side benchmark against pg_receivewal (not part of the tests)", "npm-script"],
 ]);
 
