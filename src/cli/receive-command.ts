@@ -106,6 +106,7 @@ async function stream(
       directory,
       stateFile: args.hookStateFile ?? (await defaultHookStateFile(directory, context.env)),
       logger,
+      compression: args.compression.method,
     });
   }
   const receiver = new WalReceiver({

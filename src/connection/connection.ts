@@ -22,6 +22,7 @@ import {
   startupMessage,
   terminateMessage,
 } from "../protocol/frontend.js";
+import { ConnectionMessageLimits } from "../protocol/message-limits.js";
 import { Backend, backendMessageName } from "../protocol/message-types.js";
 import { tlsServerEndPointHash } from "./auth/channel-binding.js";
 import { md5PasswordResponse } from "./auth/md5.js";
@@ -80,10 +81,12 @@ export class PgConnection {
   ) {
     const socket = transport.socket;
     const ring = transport.readRing;
+    // libpq's size rules from the first byte: small messages only until AuthenticationOk.
+    const limits = new ConnectionMessageLimits();
     this.framer =
       ring === undefined
-        ? new MessageFramer()
-        : new MessageFramer(undefined, undefined, (size) => ring.spares.takeForMessage(size));
+        ? new MessageFramer(undefined, undefined, undefined, limits)
+        : new MessageFramer(undefined, undefined, (size) => ring.spares.takeForMessage(size), limits);
     this.queue = new MessageQueue(
       options.highWaterBytes ?? DEFAULT_HIGH_WATER_BYTES,
       (paused) => {

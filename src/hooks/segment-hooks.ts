@@ -5,10 +5,12 @@ import { mkdir, open, readdir, readFile, realpath, rename } from "node:fs/promis
 import { homedir } from "node:os";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { StorageError } from "../errors.js";
+import { StorageError, UnsafeFileNameError } from "../errors.js";
 import { formatLsn, type Lsn, parseLsn } from "../lsn.js";
+import { escapeControlCharacters } from "../protocol/untrusted-text.js";
 import { Backoff } from "../receiver/backoff.js";
 import type { ReceiverLogger } from "../receiver/logger.js";
+import type { CompressionMethod } from "../wal/compression.js";
 import { parseArchiveFileName, parseHistoryFileName, parseWalFileName } from "../wal/names.js";
 
 /**
@@ -27,6 +29,8 @@ export interface SegmentHookOptions {
   stateFile: string;
   logger: ReceiverLogger;
   retryDelayMs?: { initial: number; max: number };
+  /** The archive's compression: completed segments are enqueued with its suffix only (default: any). */
+  compression?: CompressionMethod;
 }
 
 export interface HookEvents {
@@ -119,8 +123,12 @@ export class SegmentHookRunner extends EventEmitter<HookEvents> {
     this.running = this.loop();
   }
 
-  /** A segment or history file has been made durable under its final name. */
+  /**
+   * A segment or history file has been made durable under its final name. Throws
+   * UnsafeFileNameError for any name pgwal does not build, so no other string reaches the shell.
+   */
   enqueue(fileName: string): void {
+    this.checkBuiltName(fileName);
     if (this.done.has(fileName) || this.queue.some((q) => q.fileName === fileName)) return;
     this.queue.push({ fileName, endLsn: this.segmentEnd(fileName) });
     this.wake?.();
@@ -131,6 +139,22 @@ export class SegmentHookRunner extends EventEmitter<HookEvents> {
     this.stopping = true;
     this.wake?.();
     await this.running;
+  }
+
+  /** Names pgwal writes: TTTTTTTT.history, or a complete segment with the archive's compression suffix. */
+  private checkBuiltName(name: string): void {
+    const segment = parseArchiveFileName(name);
+    const expected = this.options.compression;
+    const built =
+      parseHistoryFileName(name) !== undefined ||
+      (segment !== undefined &&
+        !segment.partial &&
+        (expected === undefined || segment.compression === expected));
+    if (!built) {
+      throw new UnsafeFileNameError(
+        `refusing to run the segment hook for a file name pgwal did not build: "${escapeControlCharacters(name)}"`,
+      );
+    }
   }
 
   private isHookable(name: string): boolean {

@@ -415,6 +415,7 @@ export class WalReceiver extends EventEmitter<ReceiverEvents> {
   private async ensureHistoryFile(conn: PgConnection, timeline: number): Promise<void> {
     const storage = this.storage!;
     if (timeline === 1 || (await storage.hasHistoryFile(timeline))) return;
+    // timelineHistory checked the server's file name: only the computed one goes on to files and hooks.
     const history = await timelineHistory(conn, timeline);
     await storage.writeHistoryFile(timeline, history.content);
     const historyPath = path.join(this.options.directory, history.fileName);
