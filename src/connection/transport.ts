@@ -1,11 +1,12 @@
-import { existsSync, readFileSync } from "node:fs";
 import net from "node:net";
 import tls from "node:tls";
 import { ConnectionError } from "../errors.js";
 import { sslRequest } from "../protocol/frontend.js";
-import type { ConnectionSettings, HostTarget, SslMode } from "./conninfo.js";
+import type { ConnectionSettings, HostTarget } from "./conninfo.js";
 import { describeTarget, effectiveSslMode } from "./conninfo.js";
+import { HostNameMismatch } from "./host-name-match.js";
 import { ReadRing } from "./read-ring.js";
+import { prepareTlsOptions } from "./tls-options.js";
 
 /** A connected byte stream to one server, plain or TLS, before the startup packet. */
 export interface Transport {
@@ -132,39 +133,6 @@ function readSslResponse(socket: net.Socket, target: HostTarget): Promise<"S" | 
   });
 }
 
-/** The TLS verification a given sslmode asks for, with libpq's root-certificate rules. */
-function tlsOptionsFor(
-  settings: ConnectionSettings,
-  mode: SslMode,
-  target: HostTarget,
-): tls.ConnectionOptions {
-  const options: tls.ConnectionOptions = {};
-  const verify = mode === "verify-ca" || mode === "verify-full";
-  if (verify) {
-    const root = settings.sslrootcert;
-    if (root === "system") {
-      // Node's bundled and system CAs: leave `ca` unset.
-    } else if (root !== undefined && existsSync(root)) {
-      options.ca = readFileSync(root);
-    } else {
-      throw new ConnectionError(
-        `${connectionFailedPrefix(target)}: root certificate file "${root ?? "~/.postgresql/root.crt"}" does not exist\n` +
-          "Either provide the file, use the system's trusted roots with sslrootcert=system, or change sslmode to disable server certificate verification.",
-      );
-    }
-  }
-  options.rejectUnauthorized = verify;
-  // Host name checks only for verify-full, against the host name (not hostaddr), like libpq.
-  options.checkServerIdentity =
-    mode === "verify-full" ? (_host, cert) => tls.checkServerIdentity(target.host, cert) : () => undefined;
-  if (settings.sslcert !== undefined && existsSync(settings.sslcert)) {
-    options.cert = readFileSync(settings.sslcert);
-    if (settings.sslkey !== undefined) options.key = readFileSync(settings.sslkey);
-  }
-  if (settings.sslsni && net.isIP(target.host) === 0) options.servername = target.host;
-  return options;
-}
-
 /**
  * Connects to one target and negotiates TLS as `sslmode` says. Returns a transport ready for the
  * startup packet. `useTls` forces the decision for the second attempt of allow/prefer.
@@ -222,7 +190,7 @@ async function negotiateTls(
       socket.resume();
       return { socket, target };
     }
-    const secure = await upgradeToTls(socket, tlsOptionsFor(settings, mode, target), target);
+    const secure = await upgradeToTls(socket, prepareTlsOptions(settings, mode, target), target);
     return { socket: secure, target, peerCertificateDer: secure.getPeerCertificate().raw };
   } catch (error) {
     socket.destroy();
@@ -239,11 +207,9 @@ function upgradeToTls(
     const secure = tls.connect({ ...options, socket });
     const onError = (error: Error) => {
       secure.destroy();
-      reject(
-        new ConnectionError(`${connectionFailedPrefix(target)}: SSL error: ${tlsErrorText(error)}`, {
-          cause: error,
-        }),
-      );
+      // A host name mismatch already has libpq's wording; it is not an OpenSSL error.
+      const text = error instanceof HostNameMismatch ? error.message : `SSL error: ${tlsErrorText(error)}`;
+      reject(new ConnectionError(`${connectionFailedPrefix(target)}: ${text}`, { cause: error }));
     };
     secure.once("error", onError);
     secure.once("secureConnect", () => {

@@ -9,6 +9,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, afterEach, describe, test } from "node:test";
+import { PgConnection } from "../../src/connection/connection.js";
 import { resolveConnectionSettings } from "../../src/connection/conninfo.js";
 import { AuthenticationError, ConnectionError, ProtocolError, ServerError } from "../../src/errors.js";
 import { formatLsn, type Lsn } from "../../src/lsn.js";
@@ -46,6 +47,7 @@ import {
   type ScriptStep,
   send,
   stall,
+  startupResponse,
   streamStoppedResponse,
   waitUntil,
   walBytes,
@@ -1045,6 +1047,71 @@ describe("file names and timelines the server makes up", () => {
     const error = expectError(outcome, ServerError, /no/);
     assert.match(error.message, /failed: FATAL: {2}no\\x1b\[2J\\nFAKE: line\\x07$/);
     assert.equal(hasControlCharacters(error.message), false);
+  });
+});
+
+describe("SCRAM against a server that cuts corners", () => {
+  async function connectWithPassword(server: FakeServer, connectTimeout?: string): Promise<Outcome> {
+    const overrides: Record<string, string> = {
+      host: "127.0.0.1",
+      port: String(server.port),
+      user: "x",
+      password: "secret",
+      sslmode: "disable",
+    };
+    if (connectTimeout !== undefined) overrides.connect_timeout = connectTimeout;
+    const started = performance.now();
+    const settings = resolveConnectionSettings({ overrides, forced: { replication: "true" }, env: {} });
+    const result = await PgConnection.connect(settings).then(
+      (conn) => {
+        conn.destroy();
+        return { exit: { reason: "stopped" } as ReceiverExit };
+      },
+      (error: unknown) => ({ error }),
+    );
+    return { ...result, elapsedMs: performance.now() - started };
+  }
+
+  test("AuthenticationOk before SASLFinal is refused: the server never proved it knows the password", async () => {
+    const server = await fakeServer({
+      scripts: [
+        [send(authenticationSasl(["SCRAM-SHA-256"])), expectMessage("p"), send(startupResponse()), stall],
+      ],
+    });
+    const outcome = await connectWithPassword(server);
+    assert.ok(outcome.error instanceof AuthenticationError, String(outcome.error));
+    assert.match(
+      outcome.error.message,
+      /^connection to server at "127\.0\.0\.1", port \d+ failed: server sent AuthenticationOk before the SCRAM exchange was complete$/,
+    );
+    assertNoScriptProblems(server);
+  });
+
+  test("a huge PBKDF2 iteration count does not block the event loop: connect_timeout still holds", async () => {
+    let clientFirst = "";
+    const server = await fakeServer({
+      scripts: [
+        [
+          send(authenticationSasl(["SCRAM-SHA-256"])),
+          run(async (conn) => {
+            const message = await conn.take("p", 5000);
+            // SASLInitialResponse: mechanism\0, Int32 length, then "n,,n=,r=<nonce>".
+            const body = message!.body;
+            const start = body.indexOf(0) + 5;
+            clientFirst = body.subarray(start).toString("utf8");
+            const nonce = /r=([^,]+)/.exec(clientFirst)![1]!;
+            const serverFirst = `r=${nonce}server,s=${Buffer.from("salt").toString("base64")},i=10000000`;
+            conn.socket.write(authenticationRequest(11, Buffer.from(serverFirst)));
+          }),
+          stall,
+        ],
+      ],
+    });
+    const outcome = await connectWithPassword(server, "2");
+    assert.ok(outcome.error instanceof ConnectionError, String(outcome.error));
+    assert.match(outcome.error.message, /failed: timeout expired$/);
+    assert.ok(outcome.elapsedMs < 3500, `timed out after ${outcome.elapsedMs.toFixed(0)} ms`);
+    assert.match(clientFirst, /^n,,n=,r=/);
   });
 });
 
