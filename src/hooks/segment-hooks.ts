@@ -165,7 +165,8 @@ export class SegmentHookRunner extends EventEmitter<HookEvents> {
 
   private segmentEnd(name: string): Lsn | undefined {
     const parsed = parseArchiveFileName(name);
-    if (!parsed || parsed.partial) return undefined;
+    // Before start() the segment size is unknown; start() fills in the end of what was queued.
+    if (!parsed || parsed.partial || this.segmentSize === 0) return undefined;
     const wal = parseWalFileName(parsed.walFileName, this.segmentSize);
     return wal ? (wal.segNo + 1n) * BigInt(this.segmentSize) : undefined;
   }

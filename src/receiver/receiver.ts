@@ -36,6 +36,7 @@ import {
   parseXLogData,
   XLOG_DATA,
 } from "../protocol/replication.js";
+import { escapeControlCharacters } from "../protocol/untrusted-text.js";
 import { findStreamingStart } from "../wal/archive-scan.js";
 import type { CompressionSpec } from "../wal/compression.js";
 import type { WalFileSystem } from "../wal/fsync.js";
@@ -512,7 +513,9 @@ export class WalReceiver extends EventEmitter<ReceiverEvents> {
         if (keepalive.end > this.serverEndLsn) this.serverEndLsn = keepalive.end;
         if (keepalive.replyRequested) replyRequested = true;
       } else {
-        throw new ProtocolError(`unrecognized streaming header: "${String.fromCharCode(kind ?? 0)}"`);
+        throw new ProtocolError(
+          `unrecognized streaming header: "${escapeControlCharacters(String.fromCharCode(kind ?? 0))}"`,
+        );
       }
     }
     this.lastMessageAt = Date.now();

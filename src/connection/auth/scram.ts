@@ -13,6 +13,7 @@
 import { createHash, createHmac, pbkdf2, randomBytes, timingSafeEqual } from "node:crypto";
 import { promisify } from "node:util";
 import { AuthenticationError } from "../../errors.js";
+import { escapeControlCharacters } from "../../protocol/untrusted-text.js";
 import type { ChannelBindingMode } from "../conninfo.js";
 import { saslprepOrRaw } from "./saslprep.js";
 
@@ -186,7 +187,9 @@ export class ScramSha256Client {
     if (serverFinal.startsWith("e")) {
       // Report the server's reason even if extensions follow it.
       const [error] = readAttributes(serverFinal.split(",")[0]!, ["e"], "server-final-message");
-      throw new AuthenticationError(`error received from server in SCRAM exchange: ${error}`);
+      throw new AuthenticationError(
+        `error received from server in SCRAM exchange: ${escapeControlCharacters(error ?? "")}`,
+      );
     }
     const [encodedSignature] = readAttributes(serverFinal, ["v"], "server-final-message") as [string];
     const signature = STRICT_BASE64.test(encodedSignature)
