@@ -189,10 +189,10 @@ describe("sslmode", () => {
       (e: unknown) => e,
     );
     assert.ok(error instanceof ConnectionError, String(error));
-    // libpq's (and psql's) wording for the same refusal.
+    // psql's wording for the same refusal (the SAN and, for an IP host, the CN are both examined).
     assert.match(
       error.message,
-      /failed: server certificate for "localhost" does not match host name "127\.0\.0\.1"$/,
+      /failed: server certificate for "localhost" \(and 1 other name\) does not match host name "127\.0\.0\.1"$/,
     );
   });
   test("verify-full without a root certificate says what to do", async () => {
