@@ -11,7 +11,6 @@ import tls from "node:tls";
 import { ConnectionError } from "../errors.js";
 import type { ConnectionSettings, HostTarget, SslMode } from "./conninfo.js";
 import { checkPeerName } from "./host-name-match.js";
-import { connectionFailedPrefix } from "./transport.js";
 
 const DEFAULT_ROOT_CERT = "~/.postgresql/root.crt";
 const DEFAULT_KEY = "~/.postgresql/postgresql.key";
@@ -84,14 +83,18 @@ function readRootCertificates(path: string, fail: (message: string) => never): B
   return ca;
 }
 
-/** The TLS verification and client identity `sslmode` and the ssl* settings ask for. */
+/**
+ * The TLS verification and client identity `sslmode` and the ssl* settings ask for. Problems are
+ * ConnectionErrors starting with `failurePrefix` (libpq's "connection to server … failed").
+ */
 export function prepareTlsOptions(
   settings: ConnectionSettings,
   mode: SslMode,
   target: HostTarget,
+  failurePrefix: string,
 ): tls.ConnectionOptions {
   const fail = (message: string): never => {
-    throw new ConnectionError(`${connectionFailedPrefix(target)}: ${message}`);
+    throw new ConnectionError(`${failurePrefix}: ${message}`);
   };
   const options: tls.ConnectionOptions = {};
   const verify = mode === "verify-ca" || mode === "verify-full";
@@ -99,7 +102,7 @@ export function prepareTlsOptions(
     const root = settings.sslrootcert;
     if (root === "system") {
       // Node's bundled and system CAs: leave `ca` unset.
-    } else if (root === undefined || !existsAsFile(root)) {
+    } else if (root === undefined || !pathExists(root)) {
       fail(
         `root certificate file "${root ?? DEFAULT_ROOT_CERT}" does not exist\n` +
           "Either provide the file, use the system's trusted roots with sslrootcert=system, or change sslmode to disable server certificate verification.",
@@ -133,7 +136,7 @@ export function prepareTlsOptions(
   return options;
 }
 
-function existsAsFile(path: string): boolean {
+function pathExists(path: string): boolean {
   try {
     statSync(path);
     return true;

@@ -190,7 +190,11 @@ async function negotiateTls(
       socket.resume();
       return { socket, target };
     }
-    const secure = await upgradeToTls(socket, prepareTlsOptions(settings, mode, target), target);
+    const secure = await upgradeToTls(
+      socket,
+      prepareTlsOptions(settings, mode, target, connectionFailedPrefix(target)),
+      target,
+    );
     return { socket: secure, target, peerCertificateDer: secure.getPeerCertificate().raw };
   } catch (error) {
     socket.destroy();
