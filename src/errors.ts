@@ -102,6 +102,14 @@ export class ArchiveError extends PgwalError {
   readonly retryable = false;
 }
 
+/**
+ * A file name pgwal did not build was about to reach a shell command or a path (e.g. a hook's %f):
+ * refused, and not retried, since it can only come from a hostile or broken peer or a bug.
+ */
+export class UnsafeFileNameError extends PgwalError {
+  readonly retryable = false;
+}
+
 /** Invalid options or input from the user. */
 export class UsageError extends PgwalError {
   readonly retryable = false;

@@ -92,14 +92,12 @@ async function receive(args: readonly string[], programName: string, io: MainIo)
   const level = chooseLogLevel(options.verbose, options.logLevel);
   const format = chooseLogFormat(options.logFormat, io.stderrIsTerminal);
   const logger = await createCliLogger({ programName, level, format, colorize: io.stderrIsTerminal });
-  const secrets: string[] = [];
   try {
     return await runReceiveCommand(options, {
       programName,
       env: io.env,
       logger,
       askPassword: () => promptPasswordOnTerminal(),
-      onSecret: (secret) => secrets.push(secret),
       // The catch-up line is for people watching a terminal; JSON logs are for machines.
       progressOutput: io.stderrIsTerminal && format === "pretty" ? io.stderr : undefined,
     });
@@ -107,7 +105,6 @@ async function receive(args: readonly string[], programName: string, io: MainIo)
     const report = reportFatalError(error, {
       programName,
       showStack: level === "debug" || level === "trace",
-      secrets,
     });
     // JSON logs get a structured line for shippers; the plain line below is for scripts and people.
     if (format === "json") logger.fatal(report.fields, report.message);

@@ -35,8 +35,6 @@ export interface ReceiveCommandContext {
   signals?: SignalSource;
   /** Called on a second stop signal (default: exit 1 at once). */
   forceExit?: (signal: StopSignal) => void;
-  /** Receives every password the command learns, so error output can mask it. */
-  onSecret?: (secret: string) => void;
   /** Where the catch-up progress line goes (a terminal); absent = no progress line. */
   progressOutput?: (text: string) => void;
 }
@@ -51,13 +49,11 @@ export async function runReceiveCommand(
   if (!slotAction) await checkDirectory(args.directory!);
 
   const baseSettings = buildConnectionSettings(args, context.programName, context.env);
-  if (baseSettings.password !== undefined) context.onSecret?.(baseSettings.password);
   const { connection, settings } = await connectFirst(baseSettings, {
     prompt: args.passwordPrompt,
     askPassword: context.askPassword,
     logger,
   });
-  if (settings.password !== undefined) context.onSecret?.(settings.password);
 
   try {
     checkServerVersionForStreaming(connection.serverVersionNum, connection.parameters.get("server_version"));
@@ -108,6 +104,7 @@ async function stream(
       directory,
       stateFile: args.hookStateFile ?? (await defaultHookStateFile(directory, context.env)),
       logger,
+      compression: args.compression.method,
     });
   }
   const receiver = new WalReceiver({

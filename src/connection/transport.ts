@@ -1,12 +1,13 @@
-import { existsSync, readFileSync } from "node:fs";
 import net from "node:net";
 import tls from "node:tls";
 import { ConnectionError } from "../errors.js";
 import { sslRequest } from "../protocol/frontend.js";
-import type { ConnectionSettings, HostTarget, SslMode } from "./conninfo.js";
+import type { ConnectionSettings, HostTarget } from "./conninfo.js";
 import { describeTarget, effectiveSslMode } from "./conninfo.js";
+import { HostNameMismatch } from "./host-name-match.js";
 import { ReadRing } from "./read-ring.js";
 import type { RingChunk } from "./read-ring-chunk.js";
+import { prepareTlsOptions } from "./tls-options.js";
 import { readTlsIntoRing } from "./tls-ring-reads.js";
 
 /** A connected byte stream to one server, plain or TLS, before the startup packet. */
@@ -137,39 +138,6 @@ function readSslResponse(socket: net.Socket, ring: ReadRing, target: HostTarget)
   });
 }
 
-/** The TLS verification a given sslmode asks for, with libpq's root-certificate rules. */
-function tlsOptionsFor(
-  settings: ConnectionSettings,
-  mode: SslMode,
-  target: HostTarget,
-): tls.ConnectionOptions {
-  const options: tls.ConnectionOptions = {};
-  const verify = mode === "verify-ca" || mode === "verify-full";
-  if (verify) {
-    const root = settings.sslrootcert;
-    if (root === "system") {
-      // Node's bundled and system CAs: leave `ca` unset.
-    } else if (root !== undefined && existsSync(root)) {
-      options.ca = readFileSync(root);
-    } else {
-      throw new ConnectionError(
-        `${connectionFailedPrefix(target)}: root certificate file "${root ?? "~/.postgresql/root.crt"}" does not exist\n` +
-          "Either provide the file, use the system's trusted roots with sslrootcert=system, or change sslmode to disable server certificate verification.",
-      );
-    }
-  }
-  options.rejectUnauthorized = verify;
-  // Host name checks only for verify-full, against the host name (not hostaddr), like libpq.
-  options.checkServerIdentity =
-    mode === "verify-full" ? (_host, cert) => tls.checkServerIdentity(target.host, cert) : () => undefined;
-  if (settings.sslcert !== undefined && existsSync(settings.sslcert)) {
-    options.cert = readFileSync(settings.sslcert);
-    if (settings.sslkey !== undefined) options.key = readFileSync(settings.sslkey);
-  }
-  if (settings.sslsni && net.isIP(target.host) === 0) options.servername = target.host;
-  return options;
-}
-
 /**
  * Connects to one target and negotiates TLS as `sslmode` says. Returns a transport ready for the
  * startup packet. `useTls` forces the decision for the second attempt of allow/prefer.
@@ -228,7 +196,7 @@ async function negotiateTls(
     }
     const { secure, ringReads } = await upgradeToTls(
       socket,
-      tlsOptionsFor(settings, mode, target),
+      prepareTlsOptions(settings, mode, target, connectionFailedPrefix(target)),
       target,
       readRing,
     );
@@ -256,11 +224,9 @@ function upgradeToTls(
     const ringReads = readTlsIntoRing(secure, readRing);
     const onError = (error: Error) => {
       secure.destroy();
-      reject(
-        new ConnectionError(`${connectionFailedPrefix(target)}: SSL error: ${tlsErrorText(error)}`, {
-          cause: error,
-        }),
-      );
+      // A host name mismatch already has libpq's wording; it is not an OpenSSL error.
+      const text = error instanceof HostNameMismatch ? error.message : `SSL error: ${tlsErrorText(error)}`;
+      reject(new ConnectionError(`${connectionFailedPrefix(target)}: ${text}`, { cause: error }));
     };
     secure.once("error", onError);
     secure.once("secureConnect", () => {

@@ -5,10 +5,12 @@ import { mkdir, open, readdir, readFile, realpath, rename } from "node:fs/promis
 import { homedir } from "node:os";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { StorageError } from "../errors.js";
+import { StorageError, UnsafeFileNameError } from "../errors.js";
 import { formatLsn, type Lsn, parseLsn } from "../lsn.js";
+import { escapeControlCharacters } from "../protocol/untrusted-text.js";
 import { Backoff } from "../receiver/backoff.js";
 import type { ReceiverLogger } from "../receiver/logger.js";
+import type { CompressionMethod } from "../wal/compression.js";
 import { nodeFileSystem } from "../wal/fsync.js";
 import { parseArchiveFileName, parseHistoryFileName, parseWalFileName } from "../wal/names.js";
 
@@ -30,6 +32,8 @@ export interface SegmentHookOptions {
   retryDelayMs?: { initial: number; max: number };
   /** fsync of a directory, for the state file's creation and rename (tests record the calls). */
   fsyncDirectory?: (directory: string) => Promise<void>;
+  /** The archive's compression: completed segments are enqueued with its suffix only (default: any). */
+  compression?: CompressionMethod;
 }
 
 export interface HookEvents {
@@ -122,8 +126,12 @@ export class SegmentHookRunner extends EventEmitter<HookEvents> {
     this.running = this.loop();
   }
 
-  /** A segment or history file has been made durable under its final name. */
+  /**
+   * A segment or history file has been made durable under its final name. Throws
+   * UnsafeFileNameError for any name pgwal does not build, so no other string reaches the shell.
+   */
   enqueue(fileName: string): void {
+    this.checkBuiltName(fileName);
     if (this.done.has(fileName) || this.queue.some((q) => q.fileName === fileName)) return;
     this.queue.push({ fileName, endLsn: this.segmentEnd(fileName) });
     this.wake?.();
@@ -136,6 +144,22 @@ export class SegmentHookRunner extends EventEmitter<HookEvents> {
     await this.running;
   }
 
+  /** Names pgwal writes: TTTTTTTT.history, or a complete segment with the archive's compression suffix. */
+  private checkBuiltName(name: string): void {
+    const segment = parseArchiveFileName(name);
+    const expected = this.options.compression;
+    const built =
+      parseHistoryFileName(name) !== undefined ||
+      (segment !== undefined &&
+        !segment.partial &&
+        (expected === undefined || segment.compression === expected));
+    if (!built) {
+      throw new UnsafeFileNameError(
+        `refusing to run the segment hook for a file name pgwal did not build: "${escapeControlCharacters(name)}"`,
+      );
+    }
+  }
+
   private isHookable(name: string): boolean {
     if (parseHistoryFileName(name) !== undefined) return true;
     const parsed = parseArchiveFileName(name);
@@ -144,7 +168,8 @@ export class SegmentHookRunner extends EventEmitter<HookEvents> {
 
   private segmentEnd(name: string): Lsn | undefined {
     const parsed = parseArchiveFileName(name);
-    if (!parsed || parsed.partial) return undefined;
+    // Before start() the segment size is unknown; start() fills in the end of what was queued.
+    if (!parsed || parsed.partial || this.segmentSize === 0) return undefined;
     const wal = parseWalFileName(parsed.walFileName, this.segmentSize);
     return wal ? (wal.segNo + 1n) * BigInt(this.segmentSize) : undefined;
   }

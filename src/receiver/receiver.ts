@@ -37,6 +37,7 @@ import {
   parseXLogData,
   XLOG_DATA,
 } from "../protocol/replication.js";
+import { escapeControlCharacters } from "../protocol/untrusted-text.js";
 import { findStreamingStart } from "../wal/archive-scan.js";
 import type { CompressionSpec } from "../wal/compression.js";
 import type { WalFileSystem } from "../wal/fsync.js";
@@ -421,6 +422,7 @@ export class WalReceiver extends EventEmitter<ReceiverEvents> {
   private async ensureHistoryFile(conn: PgConnection, timeline: number): Promise<void> {
     const storage = this.storage!;
     if (timeline === 1 || (await storage.hasHistoryFile(timeline))) return;
+    // timelineHistory checked the server's file name: only the computed one goes on to files and hooks.
     const history = await timelineHistory(conn, timeline);
     await storage.writeHistoryFile(timeline, history.content);
     const historyPath = path.join(this.options.directory, history.fileName);
@@ -517,7 +519,9 @@ export class WalReceiver extends EventEmitter<ReceiverEvents> {
         if (keepalive.end > this.serverEndLsn) this.serverEndLsn = keepalive.end;
         if (keepalive.replyRequested) replyRequested = true;
       } else {
-        throw new ProtocolError(`unrecognized streaming header: "${String.fromCharCode(kind ?? 0)}"`);
+        throw new ProtocolError(
+          `unrecognized streaming header: "${escapeControlCharacters(String.fromCharCode(kind ?? 0))}"`,
+        );
       }
     }
     this.lastMessageAt = Date.now();
