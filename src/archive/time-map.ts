@@ -113,13 +113,49 @@ async function loadIndex(file: string): Promise<Map<string, TimeMapSegment>> {
     };
     if (parsed.version !== INDEX_VERSION || !Array.isArray(parsed.segments)) return entries;
     for (const segment of parsed.segments) {
-      if (typeof segment?.file === "string")
-        entries.set(keyOf({ fileName: segment.file, ...segment }), segment);
+      if (isSegmentEntry(segment)) entries.set(keyOf({ fileName: segment.file, ...segment }), segment);
     }
   } catch {
     // Missing, unreadable or damaged: it is only a cache, rebuilt from the WAL.
   }
   return entries;
+}
+
+const isTimed = (value: unknown): boolean =>
+  value === null ||
+  (typeof value === "object" &&
+    typeof Reflect.get(value, "lsn") === "string" &&
+    Number.isFinite(Reflect.get(value, "time")));
+
+const isListOf = (value: unknown, check: (item: object) => boolean): boolean =>
+  Array.isArray(value) && value.every((item) => typeof item === "object" && item !== null && check(item));
+
+/** An entry of the shape this version writes (anything else is re-read from the WAL). */
+function isSegmentEntry(value: unknown): value is TimeMapSegment {
+  if (typeof value !== "object" || value === null) return false;
+  const entry = value as Record<string, unknown>;
+  return (
+    typeof entry.file === "string" &&
+    typeof entry.walFileName === "string" &&
+    typeof entry.segNo === "string" &&
+    /^\d+$/.test(entry.segNo) &&
+    Number.isInteger(entry.timeline) &&
+    typeof entry.partial === "boolean" &&
+    typeof entry.size === "number" &&
+    typeof entry.mtimeMs === "number" &&
+    (entry.previous === null || typeof entry.previous === "string") &&
+    isTimed(entry.firstEnd) &&
+    isTimed(entry.lastEnd) &&
+    isTimed(entry.latestEnd) &&
+    isListOf(entry.restorePoints, (p) => isTimed(p) && typeof Reflect.get(p, "name") === "string") &&
+    isListOf(entry.checkpoints, (c) => isTimed(c) && typeof Reflect.get(c, "redo") === "string") &&
+    isListOf(
+      entry.backupEnds,
+      (b) => typeof Reflect.get(b, "lsn") === "string" && typeof Reflect.get(b, "backupStart") === "string",
+    ) &&
+    (entry.walEnd === null || typeof entry.walEnd === "string") &&
+    (entry.problem === null || typeof entry.problem === "string")
+  );
 }
 
 async function saveIndex(
@@ -203,10 +239,10 @@ function addEvent(segment: TimeMapSegment, event: WalRecordEvent): void {
   }
 }
 
-async function contentOf(directory: string, entry: SegmentFileEntry): Promise<Buffer | string> {
+/** The file's content, undefined when it is gone (a .partial renamed, a cleanup), or what went wrong. */
+async function contentOf(directory: string, entry: SegmentFileEntry): Promise<Buffer | string | undefined> {
   try {
-    const read = await readSegmentFile(directory, entry.fileName, entry.compression, entry.partial);
-    return read?.content ?? "the file disappeared while it was read";
+    return (await readSegmentFile(directory, entry.fileName, entry.compression, entry.partial))?.content;
   } catch (error) {
     return error instanceof Error ? error.message : String(error);
   }
@@ -222,7 +258,7 @@ async function readSegment(
   segNo: bigint,
   segmentSize: number,
   before: { entry: SegmentFileEntry; segNo: bigint } | undefined,
-): Promise<TimeMapSegment> {
+): Promise<TimeMapSegment | undefined> {
   const segment = emptySegment(entry, segNo, before === undefined ? null : keyOf(before.entry));
   let collecting = false;
   const reader = new WalRecordReader({
@@ -233,10 +269,11 @@ async function readSegment(
   });
   if (before !== undefined && !before.entry.partial) {
     const previous = await contentOf(directory, before.entry);
-    if (typeof previous !== "string" && previous.length === segmentSize)
+    if (previous instanceof Buffer && previous.length === segmentSize)
       reader.feed(previous, segmentStartLsn(before.segNo, segmentSize));
   }
   const content = await contentOf(directory, entry);
+  if (content === undefined) return undefined;
   if (typeof content === "string") {
     segment.problem = content;
     return segment;
@@ -323,8 +360,10 @@ export async function archiveTimeMap(
       map.segments.push(known);
       continue;
     }
-    map.segments.push(await readSegment(directory, item.entry, item.segNo, segmentSize, before));
+    const segment = await readSegment(directory, item.entry, item.segNo, segmentSize, before);
     filesRead++;
+    // Gone since the listing: not part of this map (its new name, if any, is read next time).
+    if (segment !== undefined) map.segments.push(segment);
   }
   let saveError: string | null = null;
   if (filesRead > 0 || cached.size !== map.segments.length) {

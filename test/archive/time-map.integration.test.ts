@@ -18,7 +18,11 @@ import { checkRecoveryTarget } from "../../src/archive/target-check.js";
 import { archiveTimeMap, defaultTimeMapFile } from "../../src/archive/time-map.js";
 import { parseLsn } from "../../src/lsn.js";
 import { PGWAL_BIN, runPgwal } from "../cli/cli-harness.js";
+import { chownTreeToServerUser, type LowLevelBackup, takeLowLevelBackup } from "../support/base-backup.js";
 import { PgCluster, TEST_USERS } from "../support/cluster.js";
+import { findFreePort } from "../support/free-port.js";
+import { runCommand } from "../support/run.js";
+import { runSql } from "../support/sql-client.js";
 
 let cluster: PgCluster;
 let work: string;
@@ -27,6 +31,8 @@ let stateDirectory: string;
 /** clock_timestamp() just before and just after each test commit (PostgreSQL µs since 2000). */
 const commits: { before: number; after: number }[] = [];
 const POINT = "tm-before-change";
+let backup: LowLevelBackup;
+let backupStart: string;
 
 function startReceiver(directory: string): ChildProcess {
   return spawn(
@@ -77,6 +83,10 @@ before(async () => {
       assert.ok(i < 300, "pgwal never started streaming");
       await sleep(100);
     }
+    // A base backup without WAL: recovering it (last test) needs the archive from its start on.
+    backup = await takeLowLevelBackup(cluster, join(work, "backup"), { label: "timemap" });
+    backupStart = /^START WAL LOCATION: ([0-9A-F]+\/[0-9A-F]+) /m.exec(backup.labelFile)![1]!;
+    await cluster.sql("SELECT pg_sleep(1.1)");
     for (let i = 1; i <= 3; i++) await timedCommit(i);
     await cluster.sql(`SELECT pg_create_restore_point('${POINT}')`);
     await timedCommit(4);
@@ -132,6 +142,14 @@ test("the map holds each commit's time, the restore point, and lives outside the
   const again = await archiveTimeMap(archive, { env: env() });
   assert.equal(again.filesRead, 0, "a current index is used as is");
   assert.deepEqual(again.map, map);
+  // An index entry of the wrong shape (a damaged or foreign index) is re-read, not trusted.
+  const index = JSON.parse(await readFile(indexFile, "utf8")) as { segments: Record<string, unknown>[] };
+  const damaged = index.segments.findIndex((segment) => segment.firstEnd !== null);
+  index.segments[damaged]!.firstEnd = { lsn: 42, time: "noon" };
+  await writeFile(indexFile, JSON.stringify(index));
+  const repaired = await archiveTimeMap(archive, { env: env() });
+  assert.equal(repaired.filesRead, 1);
+  assert.deepEqual(repaired.map, map);
 });
 
 test("a time between two commits is reachable and lists its segments; a time after the last commit is not", async () => {
@@ -249,5 +267,66 @@ test("a changed segment is re-read: damage in it makes a later target unreachabl
     assert.match(decision.message, new RegExp(holder.file));
   } finally {
     await rm(copy, { recursive: true, force: true });
+  }
+});
+
+test("a target called reachable from a base backup is reached by a recovering server", {
+  timeout: 180_000,
+}, async () => {
+  const target = between(1);
+  const fromBackup = parseLsn(backupStart);
+  const check = await checkRecoveryTarget(
+    archive,
+    { kind: "time", time: parsePgTime(target)! },
+    { env: env(), fromBackup },
+  );
+  assert.equal(check.reachable, true, check.message);
+  assert.ok(
+    check.segments[0]!.startsWith(backup.startWalFile),
+    `${check.segments[0]} is the backup's first segment`,
+  );
+  // The backup's start checkpoint is in the map: a time before it cannot be a stop point.
+  const early = await runPgwal(
+    [
+      "verify",
+      "--target-time",
+      formatPgTime(commits[0]!.before - 60_000_000),
+      "--from-backup",
+      backupStart,
+      archive,
+    ],
+    { env: env() },
+  );
+  assert.equal(early.status, 1, early.stdout);
+  assert.match(early.stdout, /before the backup's start checkpoint/);
+
+  const data = join(work, "backup");
+  const port = await findFreePort();
+  const restoreCommand = `${process.execPath} ${PGWAL_BIN} restore %f %p --directory ${archive}`;
+  await writeFile(
+    join(data, "postgresql.auto.conf"),
+    `port = ${port}\nunix_socket_directories = '${work}'\nrestore_command = '${restoreCommand}'\narchive_mode = off\n` +
+      `recovery_target_time = '${target}'\nrecovery_target_action = 'promote'\n`,
+  );
+  await writeFile(join(data, "recovery.signal"), "");
+  await chownTreeToServerUser(work);
+  const pgCtl = join(cluster.binDir, "pg_ctl");
+  await runCommand(pgCtl, ["-D", data, "-l", join(work, "recovered.log"), "-w", "-t", "120", "start"], {
+    asServerUser: true,
+    timeoutMs: 150_000,
+  });
+  try {
+    const query = (sql: string) =>
+      runSql({ host: work, port, user: TEST_USERS.superuser.name, database: "postgres" }, sql);
+    for (let i = 0; (await query("SELECT pg_is_in_recovery()")) === "t"; i++) {
+      assert.ok(i < 600, "recovery did not finish");
+      await sleep(100);
+    }
+    // Commits 1 and 2 are before the target, 3 and 4 after it.
+    assert.equal(await query("SELECT string_agg(v::text, ',' ORDER BY v) FROM tm"), "1,2");
+  } finally {
+    await runCommand(pgCtl, ["-D", data, "-m", "immediate", "stop"], { asServerUser: true }).catch(
+      () => undefined,
+    );
   }
 });
