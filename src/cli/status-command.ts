@@ -52,6 +52,10 @@ Connection options (optional: with one of them, the server's position and the la
   -U, --username=NAME    user name to connect as (needs the REPLICATION attribute)
   -w, --no-password      never prompt for a password
   -W, --password         prompt for a password before connecting
+
+Also shows, per timeline, the time range of the archive's commits/aborts and its restore points,
+from the archive's time map (kept outside the archive in $STATE_DIRECTORY, else
+$XDG_STATE_HOME/pgwal or ~/.local/state/pgwal; its first build reads every WAL record once).
 `;
 }
 
