@@ -31,7 +31,7 @@ import { expectedTimelineOf, isOnPath, type TimelineSpan } from "./timeline-hist
 export type RecoveryTarget =
   | { kind: "time"; time: PgTime; inclusive?: boolean }
   | { kind: "name"; name: string }
-  | { kind: "lsn"; lsn: Lsn; inclusive?: boolean };
+  | { kind: "lsn"; lsn: Lsn };
 
 export type TargetReason =
   | "empty"
@@ -71,7 +71,8 @@ export interface TargetQuery {
 }
 
 export function describeTarget(target: RecoveryTarget): string {
-  if (target.kind === "time") return `time ${formatPgTime(target.time)}`;
+  if (target.kind === "time")
+    return `time ${formatPgTime(target.time)}${target.inclusive === false ? " (exclusive)" : ""}`;
   if (target.kind === "name") return `restore point ${JSON.stringify(target.name)}`;
   return `LSN ${formatLsn(target.lsn)}`;
 }

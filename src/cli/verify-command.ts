@@ -34,6 +34,8 @@ Options:
       --target-time=TIME     answer whether recovery to this time is possible, and from
                              which segments (ISO 8601: 2026-11-29 14:05:00[.ffffff][+01]; no
                              zone: local time)
+      --target-inclusive=off with --target-time: stop before a commit at the target time
+                             itself, like recovery_target_inclusive = off (default on)
       --target-name=NAME     ... to this restore point (pg_create_restore_point)
       --target-lsn=LSN       ... to this LSN
       --from-backup=LSN      with a target: replay starts at this backup's start LSN
@@ -74,6 +76,7 @@ export async function runVerifyCommand(
     { key: "targetName", long: "target-name", takesValue: true },
     { key: "targetLsn", long: "target-lsn", takesValue: true },
     { key: "fromBackup", long: "from-backup", takesValue: true },
+    { key: "targetInclusive", long: "target-inclusive", takesValue: true },
   ]);
   if (!parsed.ok) return fail(parsed.message);
   const { args } = parsed;
@@ -93,6 +96,7 @@ export async function runVerifyCommand(
     return runTargetCheck(directory, targets[0]!, args.values, io, fail, programName);
   }
   if (args.values.has("fromBackup")) return fail("--from-backup needs a target option");
+  if (args.values.has("targetInclusive")) return fail("--target-inclusive goes with --target-time");
   const options: VerifyOptions = {};
   for (const key of ["from", "to"] as const) {
     const text = args.values.get(key);
@@ -135,7 +139,12 @@ async function runTargetCheck(
       return fail(
         `invalid time "${text}" for option --target-time (expected ISO 8601, e.g. 2026-11-29 14:05:00+00)`,
       );
-    target = { kind: "time", time };
+    const inclusive = parseBoolean(values.get("targetInclusive") ?? "on");
+    if (inclusive === undefined)
+      return fail(
+        `invalid value "${values.get("targetInclusive")}" for option --target-inclusive (on or off)`,
+      );
+    target = { kind: "time", time, inclusive };
   } else if (key === "targetLsn") {
     const lsn = tryParseLsn(text);
     if (lsn === undefined) return fail(`invalid LSN "${text}" for option --target-lsn`);
@@ -146,6 +155,8 @@ async function runTargetCheck(
       return fail("--target-name must be 1 to 63 bytes, like a restore point name");
     target = { kind: "name", name: text };
   }
+  if (key !== "targetTime" && values.has("targetInclusive"))
+    return fail("--target-inclusive goes with --target-time");
   let fromBackup: Lsn | undefined;
   const backupText = values.get("fromBackup");
   if (backupText !== undefined) {
@@ -161,4 +172,12 @@ async function runTargetCheck(
   } catch (error) {
     return fail(error instanceof Error ? error.message : String(error));
   }
+}
+
+/** A boolean the way PostgreSQL reads one in a setting (on/off, true/false, yes/no, 1/0). */
+function parseBoolean(text: string): boolean | undefined {
+  const value = text.trim().toLowerCase();
+  if (["on", "true", "yes", "1"].includes(value)) return true;
+  if (["off", "false", "no", "0"].includes(value)) return false;
+  return undefined;
 }

@@ -169,6 +169,26 @@ test("a time between two commits is reachable and lists its segments; a time aft
   assert.ok(stopTime >= commits[2]!.before && stopTime <= commits[2]!.after, decision.stop.time!);
   assert.match(yes.stdout, new RegExp(decision.segments.join(" ")));
 
+  // A target at commit 3's exact time: inclusive (default) replays it and stops at commit 4;
+  // --target-inclusive=off stops before commit 3.
+  const atCommit = async (extra: string[]) => {
+    const run = await runPgwal(
+      ["verify", "--json", "--target-time", decision.stop.time!, ...extra, archive],
+      {
+        env: env(),
+      },
+    );
+    assert.equal(run.status, 0, run.stdout + run.stderr);
+    return JSON.parse(run.stdout) as typeof decision;
+  };
+  const inclusive = await atCommit([]);
+  const stopAt4 = parsePgTime(inclusive.stop.time!)!;
+  assert.ok(stopAt4 >= commits[3]!.before && stopAt4 <= commits[3]!.after, "inclusive: stops at commit 4");
+  assert.ok(inclusive.segments.length > decision.segments.length);
+  const exclusive = await atCommit(["--target-inclusive=off"]);
+  assert.deepEqual(exclusive.segments, decision.segments);
+  assert.equal(exclusive.stop.time, decision.stop.time);
+
   const late = formatPgTime(commits[3]!.after + 1_000_000);
   const no = await runPgwal(["verify", "--target-time", late, archive], { env: env() });
   assert.equal(no.status, 1, no.stdout + no.stderr);
