@@ -350,3 +350,23 @@ test("a target called reachable from a base backup is reached by a recovering se
     );
   }
 });
+
+test("wrong target options are usage errors (exit 2), named in one line", async () => {
+  const cases: [string[], RegExp][] = [
+    [["--target-time", "yesterday"], /invalid time "yesterday" for option --target-time/],
+    [["--target-time", "2026-11-29 12:00 CET"], /invalid time/],
+    [["--target-time", "2026-11-29", "--target-name", "x"], /exclude each other/],
+    [["--target-name", "x", "--target-inclusive=off"], /--target-inclusive goes with --target-time/],
+    [["--target-time", "2026-11-29", "--target-inclusive=maybe"], /invalid value "maybe"/],
+    [["--from-backup", "0/1000000"], /--from-backup needs a target option/],
+    [["--target-lsn", "0/XYZ"], /invalid LSN "0\/XYZ" for option --target-lsn/],
+    [["--target-name", "n".repeat(64)], /1 to 63 bytes/],
+    [["--target-name", "x", "--records"], /does not go with --records/],
+  ];
+  for (const [args, message] of cases) {
+    const run = await runPgwal(["verify", ...args, archive], { env: env() });
+    assert.equal(run.status, 2, `${args.join(" ")}: ${run.stdout}${run.stderr}`);
+    assert.match(run.stderr, message);
+    assert.equal(run.stderr.trim().split("\n").length, 1);
+  }
+});
