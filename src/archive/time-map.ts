@@ -165,8 +165,14 @@ async function saveIndex(
 ): Promise<void> {
   const directory = path.dirname(file);
   try {
-    const created = await mkdir(directory, { recursive: true, mode: 0o700 });
-    if (created !== undefined) await fsyncDirectory(path.dirname(created));
+    const firstCreated = await mkdir(directory, { recursive: true, mode: 0o700 });
+    if (firstCreated !== undefined) {
+      // Each new directory's entry in its parent must survive a crash too (as the hook state does).
+      for (let created = directory; ; created = path.dirname(created)) {
+        await fsyncDirectory(path.dirname(created));
+        if (created === firstCreated || path.dirname(created) === created) break;
+      }
+    }
     // Per process: two pgwal commands refreshing the same index must not share a temp file.
     const temp = `${file}.${process.pid}.tmp`;
     const handle = await open(temp, "w", 0o600);
@@ -291,7 +297,10 @@ async function readSegment(
   }
   segment.records = reader.records - recordsBefore;
   if (stop?.kind === "problem") {
-    segment.problem = `${stop.problem.message} at ${formatLsn(stop.problem.lsn)}`;
+    const at = formatLsn(stop.problem.lsn);
+    segment.problem = stop.problem.message.includes(at)
+      ? stop.problem.message
+      : `${stop.problem.message} at ${at}`;
     segment.walEnd = formatLsn(stop.problem.lsn);
   } else if (stop?.kind === "end-of-wal") {
     segment.walEnd = formatLsn(stop.lsn);
