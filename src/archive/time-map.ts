@@ -255,61 +255,90 @@ async function contentOf(directory: string, entry: SegmentFileEntry): Promise<Bu
 }
 
 /**
- * Reads `entry` (after `before`, the file of the segment before on the same timeline, whose
- * events are already known and only completes records that end in `entry`).
+ * Reads segment files into map entries. Consecutive files of a timeline share one reader, so a
+ * record crossing into the next file is completed without reading anything twice; a file read on
+ * its own (its predecessor's entry was current) first has its predecessor fed, events ignored.
  */
-async function readSegment(
-  directory: string,
-  entry: SegmentFileEntry,
-  segNo: bigint,
-  segmentSize: number,
-  before: { entry: SegmentFileEntry; segNo: bigint } | undefined,
-): Promise<TimeMapSegment | undefined> {
-  const segment = emptySegment(entry, segNo, before === undefined ? null : keyOf(before.entry));
-  let collecting = false;
-  const reader = new WalRecordReader({
-    segmentSize,
-    onEvent: (event) => {
-      if (collecting) addEvent(segment, event);
-    },
-  });
-  if (before !== undefined && !before.entry.partial) {
-    const previous = await contentOf(directory, before.entry);
-    if (previous instanceof Buffer && previous.length === segmentSize)
-      reader.feed(previous, segmentStartLsn(before.segNo, segmentSize));
+class SegmentScanner {
+  private reader: WalRecordReader | undefined;
+  /** Key of the complete file the reader has just read to its end. */
+  private lastKey: string | undefined;
+  private target: TimeMapSegment | undefined;
+
+  constructor(
+    private readonly directory: string,
+    private readonly segmentSize: number,
+  ) {}
+
+  private freshReader(): WalRecordReader {
+    this.target = undefined;
+    return new WalRecordReader({
+      segmentSize: this.segmentSize,
+      onEvent: (event) => {
+        if (this.target !== undefined) addEvent(this.target, event);
+      },
+    });
   }
-  const content = await contentOf(directory, entry);
-  if (content === undefined) return undefined;
-  if (typeof content === "string") {
-    segment.problem = content;
+
+  async read(
+    entry: SegmentFileEntry,
+    segNo: bigint,
+    before: { entry: SegmentFileEntry; segNo: bigint } | undefined,
+  ): Promise<TimeMapSegment | undefined> {
+    const segmentSize = this.segmentSize;
+    const segment = emptySegment(entry, segNo, before === undefined ? null : keyOf(before.entry));
+    let reader = this.reader;
+    if (reader === undefined || before === undefined || this.lastKey !== keyOf(before.entry)) {
+      reader = this.freshReader();
+      if (before !== undefined && !before.entry.partial) {
+        const previous = await contentOf(this.directory, before.entry);
+        if (previous instanceof Buffer && previous.length === segmentSize)
+          reader.feed(previous, segmentStartLsn(before.segNo, segmentSize));
+      }
+    }
+    this.reader = undefined;
+    this.lastKey = undefined;
+    const content = await contentOf(this.directory, entry);
+    if (content === undefined) return undefined;
+    if (typeof content === "string") {
+      segment.problem = content;
+      return segment;
+    }
+    this.target = segment;
+    const start = segmentStartLsn(segNo, segmentSize);
+    const whole = Math.min(content.length - (content.length % WAL_BLOCK_SIZE), segmentSize);
+    const recordsBefore = reader.records;
+    let stop: ReturnType<WalRecordReader["feed"]>;
+    try {
+      stop = reader.feed(content.subarray(0, whole), start);
+    } catch (error) {
+      segment.problem = error instanceof Error ? error.message : String(error);
+      return segment;
+    } finally {
+      this.target = undefined;
+    }
+    segment.records = reader.records - recordsBefore;
+    if (stop?.kind === "problem") {
+      const at = formatLsn(stop.problem.lsn);
+      segment.problem = stop.problem.message.includes(at)
+        ? stop.problem.message
+        : `${stop.problem.message} at ${at}`;
+      segment.walEnd = formatLsn(stop.problem.lsn);
+    } else if (stop?.kind === "end-of-wal") {
+      segment.walEnd = formatLsn(stop.lsn);
+      if (!entry.partial)
+        segment.problem = `WAL ends at ${formatLsn(stop.lsn)}, before the end of the segment`;
+    } else if (whole < segmentSize) {
+      segment.walEnd = formatLsn(start + BigInt(whole));
+      if (!entry.partial) segment.problem = `segment holds ${content.length} of ${segmentSize} bytes`;
+    }
+    if (!entry.partial && whole === segmentSize) {
+      // The next file of this timeline continues where this one ended.
+      this.reader = reader;
+      this.lastKey = keyOf(entry);
+    }
     return segment;
   }
-  collecting = true;
-  const start = segmentStartLsn(segNo, segmentSize);
-  const whole = Math.min(content.length - (content.length % WAL_BLOCK_SIZE), segmentSize);
-  const recordsBefore = reader.records;
-  let stop: ReturnType<WalRecordReader["feed"]>;
-  try {
-    stop = reader.feed(content.subarray(0, whole), start);
-  } catch (error) {
-    segment.problem = error instanceof Error ? error.message : String(error);
-    return segment;
-  }
-  segment.records = reader.records - recordsBefore;
-  if (stop?.kind === "problem") {
-    const at = formatLsn(stop.problem.lsn);
-    segment.problem = stop.problem.message.includes(at)
-      ? stop.problem.message
-      : `${stop.problem.message} at ${at}`;
-    segment.walEnd = formatLsn(stop.problem.lsn);
-  } else if (stop?.kind === "end-of-wal") {
-    segment.walEnd = formatLsn(stop.lsn);
-    if (!entry.partial) segment.problem = `WAL ends at ${formatLsn(stop.lsn)}, before the end of the segment`;
-  } else if (whole < segmentSize) {
-    segment.walEnd = formatLsn(start + BigInt(whole));
-    if (!entry.partial) segment.problem = `segment holds ${content.length} of ${segmentSize} bytes`;
-  }
-  return segment;
 }
 
 async function archiveSegmentSize(
@@ -361,6 +390,7 @@ export async function archiveTimeMap(
     if (!item.entry.partial && !completeOf.has(key)) completeOf.set(key, item);
   }
   let filesRead = 0;
+  const scanner = new SegmentScanner(directory, segmentSize);
   for (const item of positioned) {
     const before = completeOf.get(`${item.entry.timeline}/${item.segNo - 1n}`);
     const previous = before === undefined ? null : keyOf(before.entry);
@@ -369,7 +399,7 @@ export async function archiveTimeMap(
       map.segments.push(known);
       continue;
     }
-    const segment = await readSegment(directory, item.entry, item.segNo, segmentSize, before);
+    const segment = await scanner.read(item.entry, item.segNo, before);
     filesRead++;
     // Gone since the listing: not part of this map (its new name, if any, is read next time).
     if (segment !== undefined) map.segments.push(segment);
