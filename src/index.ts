@@ -3,8 +3,26 @@
  * connection and commands it is built on, and the archive helpers.
  */
 
+export { formatPgTime, type PgTime, parsePgTime } from "./archive/pg-time.js";
+export {
+  decideRecoveryTarget,
+  type RecoveryTarget,
+  type TargetDecision,
+  type TargetReason,
+  type TimelineTimes,
+  timelineTimes,
+} from "./archive/recovery-target.js";
 export { restoreFile } from "./archive/restore.js";
 export { archiveStatus } from "./archive/status.js";
+export { checkRecoveryTarget, type TargetCheck } from "./archive/target-check.js";
+export {
+  archiveTimeMap,
+  defaultTimeMapFile,
+  type TimeMap,
+  type TimeMapOptions,
+  type TimeMapResult,
+  type TimeMapSegment,
+} from "./archive/time-map.js";
 export { verifyArchive } from "./archive/verify.js";
 export {
   type RecordProblem,

@@ -115,6 +115,8 @@ const CASES: ReadonlyMap<string, string> = new Map([
   ["pgwal verify /var/lib/pgwal/archive", "verify"],
   ["pgwal verify /var/lib/pgwal/archive --from 0/3000000 --to 0/5000000 --json", "verify-range"],
   ["pgwal verify /var/lib/pgwal/archive --records", "verify-records"],
+  ["pgwal verify /var/lib/pgwal/archive --target-time '2026-11-29 14:05:00+01'", "verify-target-time"],
+  ["pgwal verify /var/lib/pgwal/archive --target-name before-upgrade --json", "verify-target-name"],
   ["pgwal status /var/lib/pgwal/archive --json", "status-json"],
   ["pgwal status /var/lib/pgwal/archive -h db1 -U replicator", "status-server"],
   ["pgwal cleanup /var/lib/pgwal/archive --keep 7d --dry-run", "cleanup-keep"],
@@ -566,6 +568,76 @@ test("verify DIR --records: every record of the archive is read and sound", asyn
   );
 });
 
+test("verify --target-time / --target-name: a time between two commits and a restore point are reachable", {
+  timeout: 90_000,
+}, async () => {
+  const clock = () =>
+    cluster.sql("SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00'");
+  const run = startShell(substitute(example("receive-slot")));
+  let between: string;
+  try {
+    await waitFor(
+      "the slot to be in use",
+      async () =>
+        (await cluster.sql("SELECT active FROM pg_replication_slots WHERE slot_name = 'pgwal_slot'")) === "t"
+          ? true
+          : undefined,
+      20_000,
+      run,
+    );
+    await cluster.sql(
+      "CREATE TABLE IF NOT EXISTS readme_target (i int); INSERT INTO readme_target VALUES (1);",
+    );
+    await cluster.sql("SELECT pg_create_restore_point('before-upgrade')");
+    await cluster.sql("SELECT pg_sleep(0.05)");
+    between = await clock();
+    await cluster.sql("SELECT pg_sleep(0.05); INSERT INTO readme_target VALUES (2);");
+    await switchSegments(2);
+    await waitFor(
+      "the commit after the target time in the archive",
+      async () => {
+        const answer = await runShell(
+          substitute(example("verify-target-time")).replace("2026-11-29 14:05:00+01", between),
+        );
+        return answer.status === 0 ? answer : undefined;
+      },
+      30_000,
+      run,
+    );
+  } finally {
+    await stopCleanly(run);
+  }
+  const reachable = await runShell(
+    substitute(example("verify-target-time")).replace("2026-11-29 14:05:00+01", between),
+  );
+  assert.equal(reachable.status, 0, reachable.stdout + reachable.stderr);
+  assert.match(reachable.stdout, /^reachable: recovery to time .* is possible/);
+  assert.match(reachable.stdout, /segments needed: ([0-9A-F]{24}(\.partial)? ?)+$/m);
+  const future = new Date(Date.now() + 3_600_000).toISOString().replace("T", " ").replace("Z", "+00");
+  const late = await runShell(
+    substitute(example("verify-target-time")).replace("2026-11-29 14:05:00+01", future),
+  );
+  assert.equal(late.status, 1, late.stdout + late.stderr);
+  assert.match(late.stdout, /NOT reachable: target time .* is not before the last commit/);
+
+  const named = await runShell(substitute(example("verify-target-name")));
+  assert.equal(named.status, 0, named.stdout + named.stderr);
+  const decision = JSON.parse(named.stdout) as {
+    reachable: boolean;
+    segments: string[];
+    stop: { lsn: string };
+  };
+  assert.equal(decision.reachable, true);
+  assert.ok(decision.segments.length > 0);
+  const status = JSON.parse((await runShell(substitute(example("status-json")))).stdout) as {
+    timeMap: { timeline: number; lastCommit: string; restorePoints: { name: string; lsn: string }[] }[];
+  };
+  assert.deepEqual(
+    status.timeMap[0]?.restorePoints.map((p) => [p.name, p.lsn]),
+    [["before-upgrade", decision.stop.lsn]],
+  );
+});
+
 test("status DIR --json has the documented fields; with -h/-U the server's position and lag", async () => {
   const json = await runShell(substitute(example("status-json")));
   assert.equal(json.status, 0, json.stderr);
@@ -580,6 +652,7 @@ test("status DIR --json has the documented fields; with -h/-U the server's posit
     "totalBytes",
     "partial",
     "ageSeconds",
+    "timeMap",
   ])
     assert.ok(field in status, `status --json has ${field}`);
   assert.equal(status.segmentCount, (await completeSegments(dirs.archive)).length);
