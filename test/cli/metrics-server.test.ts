@@ -19,25 +19,32 @@ const fakeMetrics = {
   health: () => ({ healthy: true, reason: "streaming" }),
 };
 
-/** Opens `count` connections that never send a byte; `closed` counts those the server ended. */
+/**
+ * Opens `count` connections that never send a byte; `closed` counts those the server ended, and
+ * `received` is what each was sent before that. What the server sends is read and kept: a socket
+ * whose unread bytes sit in its buffer never sees the server's end, so it would never close.
+ */
 async function idleConnections(
   port: number,
   count: number,
-): Promise<{ sockets: Socket[]; closed: () => number }> {
+): Promise<{ sockets: Socket[]; closed: () => number; received: string[] }> {
   let closed = 0;
+  const received = Array.from({ length: count }, () => "");
   const sockets = await Promise.all(
     Array.from(
       { length: count },
-      () =>
+      (_, index) =>
         new Promise<Socket>((resolve, reject) => {
           const socket = connect({ host: "127.0.0.1", port }, () => resolve(socket));
           socket.once("error", reject);
           socket.once("close", () => closed++);
+          socket.setEncoding("latin1");
+          socket.on("data", (piece: string) => (received[index] += piece));
         }),
     ),
   );
   for (const socket of sockets) socket.on("error", () => {});
-  return { sockets, closed: () => closed };
+  return { sockets, closed: () => closed, received };
 }
 
 function get(port: number, path: string): Promise<{ status: number; body: string }> {
@@ -100,7 +107,32 @@ test("a connection that sends no request is closed after the headers timeout", a
   try {
     const idle = await idleConnections(server.address.port, 3);
     await waitUntil("idle connections to be closed", () => idle.closed() === 3, 5000);
+    // Closed by the inactivity timeout (nothing sent) or by the headers-timeout check (a 408).
+    for (const bytes of idle.received) assert.match(bytes, /^(HTTP\/1\.1 408 [\s\S]*)?$/);
     assert.equal((await get(server.address.port, "/healthz")).status, 200);
+  } finally {
+    await server.close();
+  }
+});
+
+test("an idle connection is closed when the headers-timeout check finds it before its inactivity timeout", async () => {
+  const limits = {
+    ...DEFAULT_METRICS_SERVER_LIMITS,
+    headersTimeoutMs: 300,
+    requestTimeoutMs: 300,
+    checkIntervalMs: 100,
+  };
+  const server = await startMetricsServer(fakeMetrics, { host: "127.0.0.1", port: 0 }, limits);
+  try {
+    const idle = await idleConnections(server.address.port, 1);
+    // Let the server accept the connection, then keep the event loop busy past the headers timeout,
+    // as a loaded machine does: the periodic check is due before the inactivity timeout, so it runs
+    // first and ends the connection with a 408 response instead of a bare close.
+    await sleep(50);
+    const busyUntil = Date.now() + limits.headersTimeoutMs + 2 * limits.checkIntervalMs;
+    while (Date.now() < busyUntil) {}
+    await waitUntil("the idle connection to be closed", () => idle.closed() === 1, 5000);
+    assert.match(idle.received[0] ?? "", /^HTTP\/1\.1 408 /);
   } finally {
     await server.close();
   }
