@@ -2,14 +2,26 @@
  * A TCP proxy on 127.0.0.1 between pgwal and a test server, for network faults: cut every
  * connection (reset), stall the server-to-client direction (the socket stays open, nothing
  * arrives), and cut a stream after a number of bytes (so it breaks mid-message).
+ *
+ * Every fault keeps what a real TCP connection guarantees: the client receives a prefix of what
+ * the server sent, never a stream with bytes missing in the middle. A connection that has been cut
+ * or has had bytes swallowed forwards nothing more; it only waits to be reset.
  */
 import net from "node:net";
 
+interface Pair {
+  client: net.Socket;
+  upstream: net.Socket;
+  /** Nothing more may reach the client: the stream was cut, or bytes were swallowed. */
+  ended: boolean;
+}
+
 export class TcpProxy {
   private readonly server: net.Server;
-  private readonly pairs = new Set<{ client: net.Socket; upstream: net.Socket }>();
+  private readonly pairs = new Set<Pair>();
   private stalled = false;
-  private cutAfterBytes: number | undefined;
+  /** Server-to-client bytes still to forward (on any connection) before the armed cut. */
+  private bytesBeforeCut: number | undefined;
   /** Connections accepted so far. */
   connections = 0;
 
@@ -30,21 +42,10 @@ export class TcpProxy {
   private accept(client: net.Socket): void {
     this.connections++;
     const upstream = net.connect({ host: "127.0.0.1", port: this.targetPort });
-    const pair = { client, upstream };
+    const pair: Pair = { client, upstream, ended: false };
     this.pairs.add(pair);
-    let forwarded = 0;
     client.on("data", (chunk) => upstream.write(chunk));
-    upstream.on("data", (chunk: Buffer) => {
-      if (this.stalled) return; // swallowed: the client sees a live but silent connection
-      if (this.cutAfterBytes !== undefined && forwarded + chunk.length > this.cutAfterBytes) {
-        // Deliver part of the chunk, then break the connection mid-message.
-        client.write(chunk.subarray(0, Math.max(0, this.cutAfterBytes - forwarded)), () => this.reset(pair));
-        this.cutAfterBytes = undefined;
-        return;
-      }
-      forwarded += chunk.length;
-      client.write(chunk);
-    });
+    upstream.on("data", (chunk: Buffer) => this.forward(pair, chunk));
     const close = () => this.reset(pair);
     client.on("error", close);
     upstream.on("error", close);
@@ -52,8 +53,35 @@ export class TcpProxy {
     upstream.on("close", close);
   }
 
-  private reset(pair: { client: net.Socket; upstream: net.Socket }): void {
+  private forward(pair: Pair, chunk: Buffer): void {
+    if (pair.ended) return;
+    if (this.stalled) {
+      // Swallowed: the client sees a live but silent connection, which must never speak again
+      // (anything it sent later would follow a hole in the stream).
+      this.endStream(pair);
+      return;
+    }
+    const budget = this.bytesBeforeCut;
+    if (budget !== undefined && chunk.length > budget) {
+      this.bytesBeforeCut = undefined;
+      // Deliver what fits, then break the connection mid-message once that much has gone out.
+      this.endStream(pair);
+      pair.client.write(chunk.subarray(0, budget), () => this.reset(pair));
+      return;
+    }
+    if (budget !== undefined) this.bytesBeforeCut = budget - chunk.length;
+    pair.client.write(chunk);
+  }
+
+  /** Stops forwarding on `pair` for good (the pair is reset later). */
+  private endStream(pair: Pair): void {
+    pair.ended = true;
+    pair.upstream.pause();
+  }
+
+  private reset(pair: Pair): void {
     if (!this.pairs.delete(pair)) return;
+    pair.ended = true;
     pair.client.resetAndDestroy();
     pair.upstream.destroy();
   }
@@ -63,14 +91,22 @@ export class TcpProxy {
     for (const pair of [...this.pairs]) this.reset(pair);
   }
 
-  /** The next server-to-client bytes past `bytes` more are cut mid-stream. */
+  /**
+   * The connection carrying the server-to-client byte that comes `bytes` bytes after this call is
+   * cut just before it: the client receives exactly those `bytes` more, then a reset.
+   */
   cutAfter(bytes: number): void {
-    this.cutAfterBytes = bytes;
+    this.bytesBeforeCut = bytes;
   }
 
-  /** Server-to-client data is swallowed while stalled (applies to every connection). */
+  /**
+   * Server-to-client data is swallowed while stalled (applies to every connection). A connection
+   * that lost bytes that way stays silent, and is reset when the stall ends.
+   */
   stall(on: boolean): void {
     this.stalled = on;
+    if (on) return;
+    for (const pair of [...this.pairs]) if (pair.ended) this.reset(pair);
   }
 
   async close(): Promise<void> {
