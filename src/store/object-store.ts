@@ -17,6 +17,11 @@ import { ObjectConflictError } from "./store-errors.js";
 
 export type PutOutcome = "created" | "already-identical";
 
+export interface RequestOptions {
+  /** Aborts the request (the uploader's stop). */
+  signal?: AbortSignal;
+}
+
 export interface StoredObject {
   name: string;
   size: number;
@@ -54,28 +59,40 @@ export class S3ObjectStore {
    * Writes a complete archive file once. If the name exists, compares: identical bytes count as done
    * (a restart, or another receiver of the same cluster), different bytes are an ObjectConflictError.
    */
-  async putComplete(fileName: string, path: string, size: number): Promise<PutOutcome> {
+  async putComplete(
+    fileName: string,
+    path: string,
+    size: number,
+    options: RequestOptions = {},
+  ): Promise<PutOutcome> {
     const md5 = await fileMd5(path, size);
-    const created = await this.put(fileName, path, size, md5, true);
+    const created = await this.put(fileName, path, size, md5, true, options);
     if (created) return "created";
-    if (await this.holdsIdentical(fileName, size, md5)) return "already-identical";
+    if (await this.holdsIdentical(fileName, size, md5, options)) return "already-identical";
     throw new ObjectConflictError(
       `another cluster or receiver wrote a different "${fileName}" to ${this.url}; refusing to overwrite it`,
     );
   }
 
   /** Writes (or replaces) an object with the first `size` bytes of a file: the `.partial`. */
-  async putReplace(fileName: string, path: string, size: number): Promise<void> {
+  async putReplace(
+    fileName: string,
+    path: string,
+    size: number,
+    options: RequestOptions = {},
+  ): Promise<void> {
     const md5 = await fileMd5(path, size);
-    await this.put(fileName, path, size, md5, false);
+    await this.put(fileName, path, size, md5, false, options);
   }
 
   /** The object's bytes as a stream. */
-  async get(fileName: string): Promise<Readable> {
+  async get(fileName: string, options: RequestOptions = {}): Promise<Readable> {
     const { GetObjectCommand } = await this.commands();
     const key = objectKey(this.location, fileName);
     const response = await this.call(`read ${this.url}/${fileName}`, () =>
-      this.client.send(new GetObjectCommand({ Bucket: this.location.bucket, Key: key })),
+      this.client.send(new GetObjectCommand({ Bucket: this.location.bucket, Key: key }), {
+        abortSignal: options.signal,
+      }),
     );
     return response.Body as Readable;
   }
@@ -126,6 +143,7 @@ export class S3ObjectStore {
     size: number,
     md5: Buffer,
     once: boolean,
+    options: RequestOptions,
   ): Promise<boolean> {
     const { PutObjectCommand } = await this.commands();
     const key = objectKey(this.location, fileName);
@@ -145,6 +163,7 @@ export class S3ObjectStore {
               ContentMD5: md5.toString("base64"),
               ...(once ? { IfNoneMatch: "*" } : {}),
             }),
+            { abortSignal: options.signal },
           ),
         { preconditionFailed: once },
       );
@@ -158,17 +177,24 @@ export class S3ObjectStore {
   }
 
   /** Same size and same MD5 (from the ETag of a single-part object, else by reading it). */
-  private async holdsIdentical(fileName: string, size: number, md5: Buffer): Promise<boolean> {
+  private async holdsIdentical(
+    fileName: string,
+    size: number,
+    md5: Buffer,
+    options: RequestOptions,
+  ): Promise<boolean> {
     const { HeadObjectCommand } = await this.commands();
     const key = objectKey(this.location, fileName);
     const head = await this.call(`read ${this.url}/${fileName}`, () =>
-      this.client.send(new HeadObjectCommand({ Bucket: this.location.bucket, Key: key })),
+      this.client.send(new HeadObjectCommand({ Bucket: this.location.bucket, Key: key }), {
+        abortSignal: options.signal,
+      }),
     );
     if (head.ContentLength !== size) return false;
     const etag = head.ETag?.replaceAll('"', "").toLowerCase();
     if (etag !== undefined && /^[0-9a-f]{32}$/.test(etag)) return etag === md5.toString("hex");
     const hash = createHash("md5");
-    for await (const chunk of await this.get(fileName)) hash.update(chunk as Buffer);
+    for await (const chunk of await this.get(fileName, options)) hash.update(chunk as Buffer);
     return hash.digest().equals(md5);
   }
 

@@ -8,12 +8,12 @@
 import type { S3Client } from "@aws-sdk/client-s3";
 import { UsageError } from "../errors.js";
 
-export type S3Addressing = "path" | "virtual-host";
+export type S3Addressing = "path" | "virtual";
 
 export interface S3ClientSettings {
   /** --s3-endpoint; absent = AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, else AWS's own endpoints. */
   endpoint?: string;
-  /** --s3-addressing; absent = path-style with a custom endpoint (S3-compatible stores), else virtual-host. */
+  /** --s3-addressing-style; absent = path-style with a custom endpoint (S3-compatible stores), else virtual-host. */
   addressing?: S3Addressing;
   /** Attempts per request inside the SDK (the uploader retries on its own, so it asks for 1). */
   maxAttempts?: number;

@@ -49,7 +49,7 @@ test("settings: a custom endpoint from AWS_ENDPOINT_URL_S3 means path-style unle
     forcePathStyle: true,
     region: "us-east-1",
   });
-  assert.equal(resolveS3Settings({ addressing: "virtual-host" }, env).forcePathStyle, false);
+  assert.equal(resolveS3Settings({ addressing: "virtual" }, env).forcePathStyle, false);
   assert.deepEqual(resolveS3Settings({}, { AWS_REGION: "eu-west-3" }), {
     endpoint: undefined,
     forcePathStyle: false,
