@@ -1,6 +1,7 @@
 /**
  * The S3 SDK is reached from the CLI only through import(): a receiver without --target never loads
- * it (its memory does not grow). Walks the compiled module graph from the CLI entry point.
+ * it (its memory does not grow). Walks the compiled module graph of the receive command (main.js
+ * itself loads it with import()).
  */
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
@@ -33,8 +34,8 @@ function reachablePackages(entry: string, followDynamic: boolean): Set<string> {
   return packages;
 }
 
-test("the CLI reaches @aws-sdk/client-s3 only through import()", () => {
-  const entry = resolve(distSrc, "cli/main.js");
+test("the receive command reaches @aws-sdk/client-s3 only through import()", () => {
+  const entry = resolve(distSrc, "cli/receive-command.js");
   const eager = reachablePackages(entry, false);
   assert.ok(eager.has("node:fs") || eager.has("node:fs/promises"), "the walk follows static imports");
   assert.deepEqual(
