@@ -112,7 +112,11 @@ export class RgwInstance {
       .toLowerCase()
       .replace(/[^a-z0-9-]+/g, "-")
       .slice(0, 30);
-    const name = `${safe}-${++this.bucketCount}-${randomBytes(3).toString("hex")}`;
+    return this.createBucketNamed(`${safe}-${++this.bucketCount}-${randomBytes(3).toString("hex")}`);
+  }
+
+  /** Creates the bucket `name` (for examples that name their bucket) and returns the name. */
+  async createBucketNamed(name: string): Promise<string> {
     const { CreateBucketCommand, S3Client } = await import("@aws-sdk/client-s3");
     const client = new S3Client({
       region: this.region,
