@@ -19,8 +19,8 @@ import { ArchiveError, UsageError } from "../errors.js";
 import { parseTimelineHistory } from "../protocol/replication.js";
 import { fsyncParentDirectory, nodeFileSystem, storageCall } from "../wal/fsync.js";
 import { PARTIAL_SUFFIX, parseHistoryFileName, WAL_FILE_NAME_LENGTH } from "../wal/names.js";
+import { type ArchiveSource, directorySource } from "./archive-source.js";
 import { checkSegmentContent } from "./segment-check.js";
-import { readArchiveContent } from "./segment-content.js";
 
 export const RESTORE_EXIT = { restored: 0, missing: 1, failed: 3 } as const;
 
@@ -83,9 +83,13 @@ export async function writeFileAtomically(destination: string, content: Buffer):
   }
 }
 
-async function restoreSegment(directory: string, name: string, destination: string): Promise<RestoreResult> {
+async function restoreSegment(
+  source: ArchiveSource,
+  name: string,
+  destination: string,
+): Promise<RestoreResult> {
   for (const candidate of segmentCandidates(name)) {
-    const content = await readArchiveContent(join(directory, candidate));
+    const content = await source.readContent(candidate);
     if (content === undefined) continue;
     const prepared = prepareSegment(content, name, candidate, candidate.endsWith(PARTIAL_SUFFIX));
     if (prepared === undefined) continue;
@@ -95,20 +99,13 @@ async function restoreSegment(directory: string, name: string, destination: stri
   return { status: "missing" };
 }
 
-async function restoreVerbatim(directory: string, name: string, destination: string): Promise<RestoreResult> {
-  const path = join(directory, name);
-  let content: Buffer;
-  try {
-    const stats = await fsp.stat(path);
-    if (!stats.isFile()) return { status: "missing" };
-    if (stats.size > MAX_OTHER_FILE)
-      throw new ArchiveError(`archived file "${name}" is too large (${stats.size} bytes)`);
-    content = await fsp.readFile(path);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === "ENOENT") return { status: "missing" };
-    if (error instanceof ArchiveError) throw error;
-    return storageCall("read", path, () => Promise.reject(error));
-  }
+async function restoreVerbatim(
+  source: ArchiveSource,
+  name: string,
+  destination: string,
+): Promise<RestoreResult> {
+  const content = await source.readSmallFile(name, MAX_OTHER_FILE);
+  if (content === undefined) return { status: "missing" };
   if (parseHistoryFileName(name) !== undefined) {
     try {
       parseTimelineHistory(content.toString("utf8"));
@@ -123,20 +120,22 @@ async function restoreVerbatim(directory: string, name: string, destination: str
 }
 
 /**
- * Restores `fileName` (restore_command's %f) from the archive `directory` to `destination` (%p).
+ * Restores `fileName` (restore_command's %f) from the archive (a directory, or another
+ * ArchiveSource such as a bucket) to `destination` (%p).
  * Returns "missing" when the archive does not have it; throws ArchiveError for a corrupt file,
  * StorageError for I/O failures, UsageError for a name that is not a plain file name.
  */
 export async function restoreFile(
-  directory: string,
+  directory: string | ArchiveSource,
   fileName: string,
   destination: string,
 ): Promise<RestoreResult> {
   checkRequestedName(fileName);
+  const source = typeof directory === "string" ? directorySource(directory) : directory;
   if (fileName.length === WAL_FILE_NAME_LENGTH && SEGMENT_NAME.test(fileName)) {
-    return restoreSegment(directory, fileName, destination);
+    return restoreSegment(source, fileName, destination);
   }
-  return restoreVerbatim(directory, fileName, destination);
+  return restoreVerbatim(source, fileName, destination);
 }
 
 /** Exit code for the outcome of restoreFile (see RESTORE_EXIT). */

@@ -19,7 +19,8 @@ In postgresql.conf:
   restore_command = '${programName} restore --directory=/var/lib/pgwal/archive %f %p'
 
 Options:
-  -D, --directory=DIR    the archive (default: $PGWAL_DIRECTORY)
+  -D, --directory=DIR    the archive (default: $PGWAL_DIRECTORY), or
+                         s3://BUCKET/PREFIX written by receive --target
   -?, --help             show this help, then exit
 
 Segments stored compressed (.gz, .lz4) or as .partial are restored as plain, full-size segments
@@ -51,11 +52,20 @@ export async function runRestoreCommand(
   if (extra.length > 0) return fail(`too many command-line arguments (first is "${extra[0]}")`);
   const directory = directoryFrom(parsed.args, io.env);
   if (directory === undefined) return fail("no archive directory specified (--directory or PGWAL_DIRECTORY)");
+  let close: (() => void) | undefined;
   try {
-    return restoreExitCode(await restoreFile(directory, fileName, destination));
+    let source: Parameters<typeof restoreFile>[0] = directory;
+    // A bucket written by `pgwal receive --target`; the S3 client is loaded only then.
+    if (directory.startsWith("s3://")) {
+      const { openBucketSource } = await import("../store/bucket-source.js");
+      ({ source, close } = await openBucketSource(directory, io.env));
+    }
+    return restoreExitCode(await restoreFile(source, fileName, destination));
   } catch (error) {
     const code = restoreExitCode(error);
     if (code === RESTORE_EXIT.failed) fail(error instanceof Error ? error.message : String(error));
     return code;
+  } finally {
+    close?.();
   }
 }

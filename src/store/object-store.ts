@@ -97,6 +97,27 @@ export class S3ObjectStore {
     return response.Body as Readable;
   }
 
+  /** The object's bytes and size, or undefined when there is no such object. */
+  async getIfExists(
+    fileName: string,
+    options: RequestOptions = {},
+  ): Promise<{ body: Readable; size: number } | undefined> {
+    const { GetObjectCommand } = await this.commands();
+    const key = objectKey(this.location, fileName);
+    try {
+      const response = await this.client.send(
+        new GetObjectCommand({ Bucket: this.location.bucket, Key: key }),
+        {
+          abortSignal: options.signal,
+        },
+      );
+      return { body: response.Body as Readable, size: response.ContentLength ?? 0 };
+    } catch (error) {
+      if (statusOf(error) === 404 && (error as { name?: unknown }).name === "NoSuchKey") return undefined;
+      throw describeS3Failure(error, `read ${this.url}/${fileName}`, this.location);
+    }
+  }
+
   /** Archive files under the prefix (names relative to it, no deeper "directories"), with sizes. */
   async list(): Promise<StoredObject[]> {
     const { ListObjectsV2Command } = await this.commands();
