@@ -54,43 +54,65 @@ export async function listArchiveDirectory(directory: string): Promise<ArchiveLi
   const entries: Dirent[] = await storageCall("read directory", directory, () =>
     fsp.readdir(directory, { withFileTypes: true }),
   );
-  const listing: ArchiveListing = { segments: [], histories: [], backupHistories: [], stray: [] };
+  const listing = emptyListing();
   for (const entry of [...entries].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) {
     if (!entry.isFile()) {
       listing.stray.push(entry.isDirectory() ? `${entry.name}/` : entry.name);
       continue;
     }
-    const segment = parseArchiveFileName(entry.name);
-    const historyTimeline = parseHistoryFileName(entry.name);
-    if (segment === undefined && historyTimeline === undefined) {
-      (BACKUP_HISTORY_NAME.test(entry.name) ? listing.backupHistories : listing.stray).push(entry.name);
+    if (!isArchiveFileName(entry.name)) {
+      addToListing(listing, entry.name, { size: 0, mtimeMs: 0 });
       continue;
     }
     const stats = await statOrUndefined(join(directory, entry.name));
     if (stats === undefined) continue;
-    if (segment !== undefined) {
-      const timeline = Number.parseInt(segment.walFileName.slice(0, 8), 16);
-      if (timeline === 0) {
-        listing.stray.push(entry.name);
-        continue;
-      }
-      listing.segments.push({
-        fileName: entry.name,
-        walFileName: segment.walFileName,
-        timeline,
-        compression: segment.compression,
-        partial: segment.partial,
-        size: stats.size,
-        mtimeMs: stats.mtimeMs,
-      });
-    } else if (historyTimeline !== undefined) {
-      listing.histories.push({
-        fileName: entry.name,
-        timeline: historyTimeline,
-        size: stats.size,
-        mtimeMs: stats.mtimeMs,
-      });
-    }
+    addToListing(listing, entry.name, stats);
   }
   return listing;
+}
+
+export function emptyListing(): ArchiveListing {
+  return { segments: [], histories: [], backupHistories: [], stray: [] };
+}
+
+/** A segment or timeline history file name (the files whose size and age the listing keeps). */
+function isArchiveFileName(name: string): boolean {
+  return parseArchiveFileName(name) !== undefined || parseHistoryFileName(name) !== undefined;
+}
+
+/** Files in name order: sorts one file into the listing (also used for a bucket's objects). */
+export function addToListing(
+  listing: ArchiveListing,
+  name: string,
+  stats: { size: number; mtimeMs: number },
+): void {
+  const segment = parseArchiveFileName(name);
+  const historyTimeline = parseHistoryFileName(name);
+  if (segment === undefined && historyTimeline === undefined) {
+    (BACKUP_HISTORY_NAME.test(name) ? listing.backupHistories : listing.stray).push(name);
+    return;
+  }
+  if (segment !== undefined) {
+    const timeline = Number.parseInt(segment.walFileName.slice(0, 8), 16);
+    if (timeline === 0) {
+      listing.stray.push(name);
+      return;
+    }
+    listing.segments.push({
+      fileName: name,
+      walFileName: segment.walFileName,
+      timeline,
+      compression: segment.compression,
+      partial: segment.partial,
+      size: stats.size,
+      mtimeMs: stats.mtimeMs,
+    });
+  } else if (historyTimeline !== undefined) {
+    listing.histories.push({
+      fileName: name,
+      timeline: historyTimeline,
+      size: stats.size,
+      mtimeMs: stats.mtimeMs,
+    });
+  }
 }

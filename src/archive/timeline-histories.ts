@@ -2,26 +2,22 @@
  * Timeline histories read from an archive, and the recovery path they describe: which timeline
  * holds which range of segments when replaying up to a target timeline.
  */
-import * as fsp from "node:fs/promises";
-import { join } from "node:path";
 import { type Lsn, segmentNumberOf } from "../lsn.js";
 import { parseTimelineHistory, type TimelineHistoryEntry } from "../protocol/replication.js";
-import { storageCall } from "../wal/fsync.js";
 import { historyFileName } from "../wal/names.js";
+import { type ArchiveSource, archiveSourceOf } from "./archive-source.js";
 
-/** Reads and parses TTTTTTTT.history in `directory`; undefined when it does not exist. */
+/** History files are small; anything larger is not one. */
+const MAX_HISTORY_BYTES = 16 * 1024 * 1024;
+
+/** Reads and parses TTTTTTTT.history in the archive; undefined when it does not exist. */
 export async function readTimelineHistory(
-  directory: string,
+  archive: string | ArchiveSource,
   timeline: number,
 ): Promise<TimelineHistoryEntry[] | undefined> {
-  const path = join(directory, historyFileName(timeline));
-  let text: string;
-  try {
-    text = await fsp.readFile(path, "utf8");
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
-    return storageCall("read", path, () => Promise.reject(error));
-  }
+  const content = await archiveSourceOf(archive).readSmallFile(historyFileName(timeline), MAX_HISTORY_BYTES);
+  if (content === undefined) return undefined;
+  const text = content.toString("utf8");
   const entries = parseTimelineHistory(text);
   const wrong = entries.find((entry) => entry.timeline >= timeline);
   if (wrong !== undefined) {

@@ -4,14 +4,13 @@
  * on the way to the newest timeline. The report is plain data (LSNs and identifiers as text) so
  * that it can be printed as JSON as it is; formatVerifyReport gives the readable form.
  */
-import { join } from "node:path";
 import { StorageError } from "../errors.js";
 import { formatLsn, type Lsn, maxLsn, minLsn, segmentNumberOf, segmentStartLsn } from "../lsn.js";
 import type { TimelineHistoryEntry } from "../protocol/replication.js";
 import { historyFileName, parseWalFileName, walFileName } from "../wal/names.js";
-import { listArchiveDirectory, type SegmentFileEntry } from "./archive-listing.js";
+import type { SegmentFileEntry } from "./archive-listing.js";
+import { type ArchiveSource, archiveSourceOf } from "./archive-source.js";
 import { checkSegmentContent, type SegmentCheck } from "./segment-check.js";
-import { readArchiveContent } from "./segment-content.js";
 import { expectedTimelineOf, isOnPath, readTimelineHistory, recoveryPath } from "./timeline-histories.js";
 
 export type VerifyProblemKind =
@@ -92,7 +91,7 @@ function mostCommon<T>(values: readonly T[]): T | undefined {
 }
 
 async function readHistories(
-  directory: string,
+  source: ArchiveSource,
   timelines: Iterable<number>,
   problems: VerifyProblem[],
 ): Promise<Map<number, TimelineHistoryEntry[]>> {
@@ -101,7 +100,7 @@ async function readHistories(
     if (timeline === 1) continue;
     const file = historyFileName(timeline);
     try {
-      const entries = await readTimelineHistory(directory, timeline);
+      const entries = await readTimelineHistory(source, timeline);
       if (entries !== undefined) histories.set(timeline, entries);
     } catch (error) {
       if (error instanceof StorageError) {
@@ -119,7 +118,7 @@ function allowedTimelines(timeline: number, histories: Map<number, TimelineHisto
 }
 
 async function checkSegments(
-  directory: string,
+  source: ArchiveSource,
   segments: readonly SegmentFileEntry[],
   histories: Map<number, TimelineHistoryEntry[]>,
   problems: VerifyProblem[],
@@ -128,7 +127,7 @@ async function checkSegments(
   for (const entry of segments) {
     let content: Buffer | undefined;
     try {
-      content = await readArchiveContent(join(directory, entry.fileName));
+      content = await source.readContent(entry.fileName);
     } catch (error) {
       problems.push({ kind: "unreadable", file: entry.fileName, message: (error as Error).message });
       checked.push({ entry });
@@ -205,14 +204,19 @@ function sortedUnique(values: Iterable<bigint>): bigint[] {
   return [...new Set(values)].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
 }
 
-export async function verifyArchive(directory: string, options: VerifyOptions = {}): Promise<VerifyReport> {
-  const listing = await listArchiveDirectory(directory);
+export async function verifyArchive(
+  archive: string | ArchiveSource,
+  options: VerifyOptions = {},
+): Promise<VerifyReport> {
+  const source = archiveSourceOf(archive);
+  const directory = source.description;
+  const listing = await source.list();
   const problems: VerifyProblem[] = [];
   const notes: string[] = [];
   const segmentTimelines = new Set(listing.segments.map((entry) => entry.timeline));
   const historyTimelines = new Set(listing.histories.map((entry) => entry.timeline));
   const histories = await readHistories(
-    directory,
+    source,
     new Set([...segmentTimelines, ...historyTimelines]),
     problems,
   );
@@ -235,7 +239,7 @@ export async function verifyArchive(directory: string, options: VerifyOptions = 
     }
   }
 
-  const checked = await checkSegments(directory, listing.segments, histories, problems);
+  const checked = await checkSegments(source, listing.segments, histories, problems);
   const { segmentSize, systemIdentifier } = checkArchiveConsistency(checked, problems);
 
   const partialSegments: PartialSegmentInfo[] = checked

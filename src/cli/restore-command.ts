@@ -6,6 +6,7 @@
  * shows in the server log instead of looking like the end of the archive).
  */
 import { RESTORE_EXIT, restoreExitCode, restoreFile } from "../archive/restore.js";
+import { openArchiveLocation } from "./archive-location.js";
 import type { CommandIo } from "./command-io.js";
 import { DIRECTORY_OPTION, directoryFrom, parseSubcommandArgs } from "./subcommand-args.js";
 
@@ -54,13 +55,9 @@ export async function runRestoreCommand(
   if (directory === undefined) return fail("no archive directory specified (--directory or PGWAL_DIRECTORY)");
   let close: (() => void) | undefined;
   try {
-    let source: Parameters<typeof restoreFile>[0] = directory;
-    // A bucket written by `pgwal receive --target`; the S3 client is loaded only then.
-    if (directory.startsWith("s3://")) {
-      const { openBucketSource } = await import("../store/bucket-source.js");
-      ({ source, close } = await openBucketSource(directory, io.env));
-    }
-    return restoreExitCode(await restoreFile(source, fileName, destination));
+    const opened = await openArchiveLocation(directory, io.env);
+    close = opened.close;
+    return restoreExitCode(await restoreFile(opened.archive, fileName, destination));
   } catch (error) {
     const code = restoreExitCode(error);
     if (code === RESTORE_EXIT.failed) fail(error instanceof Error ? error.message : String(error));

@@ -12,6 +12,7 @@ import {
 import { identifySystem } from "../connection/commands.js";
 import { formatLsn, parseLsn } from "../lsn.js";
 import type { ReceiverLogger } from "../receiver/logger.js";
+import { openArchiveLocation } from "./archive-location.js";
 import type { CommandIo } from "./command-io.js";
 import { buildConnectionSettings, connectFirst } from "./connect.js";
 import { redactSecrets } from "./errors-to-exit.js";
@@ -38,7 +39,8 @@ Usage:
   ${programName} status [OPTION]... DIR
 
 Options:
-  -D, --directory=DIR    the archive, instead of DIR (default: $PGWAL_DIRECTORY)
+  -D, --directory=DIR    the archive, instead of DIR (default: $PGWAL_DIRECTORY);
+                         DIR may be s3://BUCKET/PREFIX written by receive --target
       --json             print the status as JSON
   -?, --help             show this help, then exit
 
@@ -119,8 +121,11 @@ export async function runStatusCommand(
     return fail(`too many command-line arguments (first is "${args.operands[1]}")`);
   const directory = args.operands[0] ?? directoryFrom(args, io.env);
   if (directory === undefined) return fail("no archive directory specified");
+  let close: (() => void) | undefined;
   try {
-    const status = await archiveStatus(directory);
+    const opened = await openArchiveLocation(directory, io.env);
+    close = opened.close;
+    const status = await archiveStatus(opened.archive);
     const wantsServer = CONNECTION_KEYS.some((key) => args.values.has(key));
     const server = wantsServer
       ? await serverPosition(args.values, status, programName, io, secrets)
@@ -137,6 +142,8 @@ export async function runStatusCommand(
     return 0;
   } catch (error) {
     return fail(error instanceof Error ? error.message : String(error));
+  } finally {
+    close?.();
   }
 }
 

@@ -10,6 +10,7 @@ import {
   verifyReportJson,
 } from "../archive/verify.js";
 import { tryParseLsn } from "../lsn.js";
+import { openArchiveLocation } from "./archive-location.js";
 import type { CommandIo } from "./command-io.js";
 import { DIRECTORY_OPTION, directoryFrom, parseSubcommandArgs } from "./subcommand-args.js";
 
@@ -22,7 +23,8 @@ Usage:
   ${programName} verify [OPTION]... DIR
 
 Options:
-  -D, --directory=DIR    the archive, instead of DIR (default: $PGWAL_DIRECTORY)
+  -D, --directory=DIR    the archive, instead of DIR (default: $PGWAL_DIRECTORY);
+                         DIR may be s3://BUCKET/PREFIX written by receive --target
       --from=LSN         with --to: check that all WAL from LSN ...
       --to=LSN           ... up to LSN is in the archive, on the newest timeline's path
       --json             print the report as JSON
@@ -71,11 +73,16 @@ export async function runVerifyCommand(
   if ((options.from === undefined) !== (options.to === undefined)) return fail("--from and --to go together");
   if (options.from !== undefined && options.to !== undefined && options.from > options.to)
     return fail("--from must not be after --to");
+  let close: (() => void) | undefined;
   try {
-    const report = await verifyArchive(directory, options);
+    const opened = await openArchiveLocation(directory, io.env);
+    close = opened.close;
+    const report = await verifyArchive(opened.archive, options);
     io.stdout(args.values.has("json") ? verifyReportJson(report) : formatVerifyReport(report));
     return report.ok ? VERIFY_EXIT.ok : VERIFY_EXIT.problems;
   } catch (error) {
     return fail(error instanceof Error ? error.message : String(error));
+  } finally {
+    close?.();
   }
 }

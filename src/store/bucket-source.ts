@@ -8,8 +8,9 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { pipeline } from "node:stream/promises";
+import { addToListing, emptyListing } from "../archive/archive-listing.js";
 import type { ArchiveSource } from "../archive/archive-source.js";
-import { readArchiveContent } from "../archive/segment-content.js";
+import { readArchiveContent, readArchivePrefix } from "../archive/segment-content.js";
 import { ArchiveError } from "../errors.js";
 import type { S3ObjectStore } from "./object-store.js";
 import { openObjectStore } from "./open-store.js";
@@ -24,19 +25,28 @@ export async function openBucketSource(
 }
 
 export function bucketSource(store: S3ObjectStore): ArchiveSource {
+  /** Fetches the object to a private temp file under its own name and reads it with `read`. */
+  const viaTempFile = async (name: string, read: (file: string) => Promise<Buffer | undefined>) => {
+    const object = await store.getIfExists(name);
+    if (object === undefined) return undefined;
+    const dir = await mkdtemp(path.join(tmpdir(), "pgwal-object-"));
+    try {
+      const file = path.join(dir, name);
+      await pipeline(object.body, createWriteStream(file, { mode: 0o600 }));
+      return await read(file);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  };
   return {
     description: store.url,
-    async readContent(name, limit) {
-      const object = await store.getIfExists(name);
-      if (object === undefined) return undefined;
-      const dir = await mkdtemp(path.join(tmpdir(), "pgwal-object-"));
-      try {
-        const file = path.join(dir, name);
-        await pipeline(object.body, createWriteStream(file, { mode: 0o600 }));
-        return await readArchiveContent(file, limit);
-      } finally {
-        await rm(dir, { recursive: true, force: true });
-      }
+    readContent: (name, limit) => viaTempFile(name, (file) => readArchiveContent(file, limit)),
+    readPrefix: (name, length) => viaTempFile(name, (file) => readArchivePrefix(file, length)),
+    async list() {
+      const listing = emptyListing();
+      const objects = (await store.list()).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+      for (const object of objects) addToListing(listing, object.name, object);
+      return listing;
     },
     async readSmallFile(name, maxBytes) {
       const object = await store.getIfExists(name);

@@ -25,6 +25,8 @@ export interface RequestOptions {
 export interface StoredObject {
   name: string;
   size: number;
+  /** Last-Modified, in ms since the epoch. */
+  mtimeMs: number;
 }
 
 export class S3ObjectStore {
@@ -137,7 +139,11 @@ export class S3ObjectStore {
       );
       for (const object of page.Contents ?? []) {
         if (object.Key === undefined) continue;
-        found.push({ name: object.Key.slice(prefix.length), size: object.Size ?? 0 });
+        found.push({
+          name: object.Key.slice(prefix.length),
+          size: object.Size ?? 0,
+          mtimeMs: object.LastModified?.getTime() ?? 0,
+        });
       }
       token = page.IsTruncated ? page.NextContinuationToken : undefined;
     } while (token !== undefined);

@@ -80,7 +80,10 @@ test("a complete file is written once: identical bytes again are done, different
       !error.retryable,
   );
   assert.deepEqual(await read(store, "000000010000000000000001"), bytes);
-  assert.deepEqual(await store.list(), [{ name: "000000010000000000000001", size: bytes.length }]);
+  assert.deepEqual(
+    (await store.list()).map(({ name, size }) => ({ name, size })),
+    [{ name: "000000010000000000000001", size: bytes.length }],
+  );
 });
 
 test("a .partial is replaced in place, and only the first `size` bytes of the file are sent", async () => {
@@ -114,7 +117,10 @@ test("a 64 MiB file is streamed, not held in memory", async () => {
     clearInterval(sampler);
   }
   assert.ok(peak - before < size / 2, `RSS grew by ${((peak - before) / 2 ** 20).toFixed(1)} MiB`);
-  assert.deepEqual(await store.list(), [{ name: "00000001000000000000000A", size }]);
+  assert.deepEqual(
+    (await store.list()).map(({ name, size }) => ({ name, size })),
+    [{ name: "00000001000000000000000A", size }],
+  );
 });
 
 test("bad keys, a missing bucket, a denied PUT and a stopped gateway: one typed line each", async () => {

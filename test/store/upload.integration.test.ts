@@ -200,6 +200,37 @@ describe("streaming into a bucket", () => {
         "partial object is a prefix of the server's segment",
       );
       await cluster.sql(`SELECT pg_drop_replication_slot('${slot}')`);
+
+      // verify and status read the bucket as they read the directory.
+      const env = { HOME: workDir, ...rgw.awsEnv() };
+      const verified = await runPgwal(["verify", url], { env });
+      assert.equal(verified.status, 0, verified.stdout + verified.stderr);
+      assert.match(verified.stdout, new RegExp(`^archive ${url}: OK$`, "m"));
+      const fromBucket = JSON.parse((await runPgwal(["status", url, "--json"], { env })).stdout) as Record<
+        string,
+        unknown
+      >;
+      const fromDirectory = JSON.parse((await runPgwal(["status", dir, "--json"], { env })).stdout) as Record<
+        string,
+        unknown
+      >;
+      for (const key of [
+        "segmentSize",
+        "systemIdentifier",
+        "firstLsn",
+        "segmentCount",
+        "partialCount",
+        "timelines",
+      ])
+        assert.deepEqual(fromBucket[key], fromDirectory[key], `status ${key}`);
+      assert.equal(fromBucket.directory, url);
+      // A damaged object is found, like a damaged file.
+      const damaged = join(workDir, `damaged-${method}`);
+      await writeFile(damaged, Buffer.alloc(SEGMENT, 0x5a));
+      await store.putComplete(`000000010000000000000FFF${suffix}`, damaged, SEGMENT);
+      const problems = await runPgwal(["verify", url], { env });
+      assert.equal(problems.status, 1, problems.stdout + problems.stderr);
+      assert.match(problems.stdout, /000000010000000000000FFF/);
     });
   }
 
