@@ -46,7 +46,7 @@ export function followReceiver(
   onFatal: (error: unknown) => void,
 ): void {
   receiver.on("connected", (event) => {
-    uploader.start(event.segmentSize).catch(onFatal);
+    uploader.start(event.segmentSize, event.systemId).catch(onFatal);
   });
   receiver.on("segment", (event) => uploader.enqueue(path.basename(event.path)));
   receiver.on("history", (event) => uploader.enqueue(path.basename(event.path)));

@@ -26,6 +26,7 @@ import {
   parseWalFileName,
   walFileName,
 } from "../wal/names.js";
+import { checkBucketCluster } from "./bucket-identity.js";
 import type { S3ObjectStore } from "./object-store.js";
 import { ObjectStoreError } from "./store-errors.js";
 
@@ -92,6 +93,8 @@ export class WalUploader extends EventEmitter<UploaderEvents> {
   private partialUpTo: { lsn: Lsn; segmentStart: Lsn } | undefined;
   private segmentSize = 0;
   private started = false;
+  /** Progress loaded and the archive scanned: uploads may begin. */
+  private ready = false;
   private stopping = false;
   private lastSuccessAt = 0;
   private flushed: { lsn: Lsn; timeline: number } | undefined;
@@ -135,10 +138,12 @@ export class WalUploader extends EventEmitter<UploaderEvents> {
    * Loads progress, queues every complete file of the archive not confirmed yet, and starts
    * uploading. Called once the server has told us its segment size (to turn names into LSNs).
    */
-  async start(segmentSize: number): Promise<void> {
+  async start(segmentSize: number, systemId?: bigint): Promise<void> {
     if (this.started) return;
     this.started = true;
     this.segmentSize = segmentSize;
+    if (systemId !== undefined) await this.checkCluster(systemId);
+    if (this.stopping) return;
     const state = await this.loadState();
     for (const name of state.done) this.done.add(name);
     if (state.heldUpTo !== undefined) this.completeUpTo = parseLsn(state.heldUpTo);
@@ -160,7 +165,27 @@ export class WalUploader extends EventEmitter<UploaderEvents> {
       this.partialTimer = setInterval(() => this.uploadPartialSoon(), this.options.partialIntervalMs);
       this.partialTimer.unref();
     }
+    this.ready = true;
     this.pump();
+  }
+
+  /** Refuses a bucket prefix that holds another cluster's WAL; waits out outages of the store. */
+  private async checkCluster(systemId: bigint): Promise<void> {
+    const backoff = this.newBackoff();
+    for (;;) {
+      try {
+        await checkBucketCluster(this.options.store, systemId);
+        return;
+      } catch (error) {
+        if ((error as { retryable?: unknown }).retryable !== true || this.stopping) throw error;
+        const delay = backoff.next();
+        this.options.logger.warn(
+          { target: this.options.store.url, retryInMs: delay },
+          `could not check ${this.options.store.url}: ${(error as Error).message}; retrying in ${(delay / 1000).toFixed(1)} s`,
+        );
+        await new Promise((resolve) => setTimeout(resolve, delay).unref());
+      }
+    }
   }
 
   /** A segment or history file has been made durable under its final name. */
@@ -183,7 +208,7 @@ export class WalUploader extends EventEmitter<UploaderEvents> {
       },
       () => undefined,
     );
-    if (this.started) this.pump();
+    if (this.ready) this.pump();
   }
 
   /** WAL up to `lsn` on `timeline` is durable in the archive (the `.partial` may be uploaded that far). */

@@ -14,7 +14,7 @@ import { openObjectStore } from "../../src/store/open-store.js";
 import { parseArchiveFileName, parseWalFileName } from "../../src/wal/names.js";
 import { type CliRun, jsonLogLines, runPgwal } from "../cli/cli-harness.js";
 import { archiveFileContent, listArchive } from "../support/archive-asserts.js";
-import { type PgCluster, startSharedCluster, TEST_USERS } from "../support/cluster.js";
+import { PgCluster, startSharedCluster, TEST_USERS } from "../support/cluster.js";
 import { startSharedRgw } from "../support/rgw.js";
 import { waitFor } from "../support/wait-for.js";
 
@@ -508,6 +508,45 @@ describe("refusals: one clear line, exit 1, nothing lost locally", () => {
     assert.deepEqual(errorLines(denied.stderr), [
       `pgwal: error: could not list s3://${bucket}/wal: access denied (AccessDenied)`,
     ]);
+  });
+
+  test("a second cluster pointed at a prefix holding another cluster's WAL is refused before uploading", async () => {
+    const bucket = await rgw.createBucket("other");
+    const url = `s3://${bucket}/shared`;
+    const store = await openStore(url);
+    const current = await cluster.sql("SELECT pg_walfile_name(pg_current_wal_lsn())");
+    await store.putComplete(current, cluster.walPath(current), SEGMENT);
+    const other = await PgCluster.start({ name: "upload-other", walSegmentSizeMb: 1 });
+    try {
+      const systemId = await cluster.sql("SELECT system_identifier FROM pg_control_system()");
+      const otherId = await other.sql("SELECT system_identifier FROM pg_control_system()");
+      const dir = await mkdtemp(join(workDir, "other-"));
+      const run = await runPgwal(
+        [
+          "receive",
+          "-D",
+          dir,
+          "-h",
+          "127.0.0.1",
+          "-p",
+          String(other.port),
+          "-U",
+          TEST_USERS.trust.name,
+          "--target",
+          url,
+          "--upload-state-file",
+          `${dir}.state.json`,
+        ],
+        { env: { HOME: workDir, ...rgw.awsEnv() }, timeoutMs: 60_000 },
+      );
+      assert.equal(run.status, 1, run.stderr);
+      assert.deepEqual(errorLines(run.stderr), [
+        `pgwal: error: ${url} holds WAL of database system ${systemId} (object "${current}"), but the server's system identifier is ${otherId}: refusing to mix clusters; use an empty prefix for this server`,
+      ]);
+      assert.deepEqual(await objectNames(store), [current], "nothing of the second cluster was uploaded");
+    } finally {
+      await other.destroy();
+    }
   });
 
   test("a PUT the bucket policy denies stops the receiver with one line; the local archive keeps the WAL", async () => {
