@@ -26,6 +26,16 @@ export function describeS3Failure(error: unknown, what: string, location: S3Loca
       { cause: error },
     );
   }
+  // The SDK's own (local) message when neither AWS_REGION nor the profile names a region.
+  if (status === undefined && error instanceof Error && /^Region is missing/.test(error.message)) {
+    return new ObjectStoreError(
+      `could not ${what}: no AWS region (set AWS_REGION or the profile's region)`,
+      false,
+      {
+        cause: error,
+      },
+    );
+  }
   if (CREDENTIAL_CODES.has(name)) {
     return new ObjectStoreError(
       `could not ${what}: the object store rejected the credentials (${name})`,

@@ -142,6 +142,17 @@ test("bad keys, a missing bucket, a denied PUT and a stopped gateway: one typed 
     credentials: { accessKeyId: "PGWALNOSUCHKEY", secretAccessKey: "whatever" },
   });
   await assert.rejects(unknownKey.checkAccess(), /rejected the credentials \(InvalidAccessKeyId\)$/);
+  // AWS itself (no endpoint) without a region: said so, not taken for an outage.
+  const { describeS3Failure } = await import("../../src/store/s3-failure.js");
+  const noRegion = describeS3Failure(new Error("Region is missing"), "list s3://b", {
+    bucket: "b",
+    prefix: "",
+  });
+  assert.equal(
+    noRegion.message,
+    "could not list s3://b: no AWS region (set AWS_REGION or the profile's region)",
+  );
+  assert.equal(noRegion.retryable, false);
   const missing = await open("s3://pgwal-no-such-bucket/wal");
   await assert.rejects(missing.checkAccess(), (error: unknown) => {
     assert.ok(error instanceof ObjectStoreError);
