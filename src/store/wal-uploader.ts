@@ -152,7 +152,10 @@ export class WalUploader extends EventEmitter<UploaderEvents> {
       .filter((name) => isUploadable(name) && !this.done.has(name) && !queued.has(name))
       .sort(compareStreamOrder);
     // Files already on disk were completed before any this run reported: they go first.
-    const earlier = await Promise.all(found.map((name) => this.newEntry(name)));
+    const sized = await Promise.all(found.map((name) => this.newEntry(name)));
+    // A file the receiver reported while the sizes were read is queued already, in stream order.
+    const queuedNow = new Set(this.queue.map((entry) => entry.fileName));
+    const earlier = sized.filter((entry) => !queuedNow.has(entry.fileName));
     this.queue.unshift(...earlier);
     for (const entry of this.queue) entry.endLsn ??= this.segmentEnd(entry.fileName);
     if (earlier.length > 0) {
@@ -303,6 +306,12 @@ export class WalUploader extends EventEmitter<UploaderEvents> {
       entry.state = "done";
       entry.backoff.reset();
       this.lastSuccessAt = Date.now();
+      // The store answers again: files waiting out an outage's backoff go now, not in up to a minute.
+      for (const other of this.queue) {
+        if (other.state !== "waiting" || other.notBefore === 0) continue;
+        other.notBefore = 0;
+        other.backoff.reset();
+      }
       this.options.logger.info(
         { file: entry.fileName, bytes: size, outcome, target: this.options.store.url },
         outcome === "created"

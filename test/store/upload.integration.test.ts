@@ -372,10 +372,11 @@ describe("--upload-holds-slot", () => {
       const heldBefore = await bucketHolds();
       assert.ok(restartWhileDown <= heldBefore, "the slot passed what the bucket held");
       await waitFor(
-        "the uploads to catch up and the slot to follow",
+        "the uploads to catch up (every complete segment in the bucket) and the slot to follow",
         async () => {
           const names = await objectNames(store);
-          if (!localWhileDown.every((n) => names.includes(n))) return undefined;
+          const local = (await listArchive(dir)).complete;
+          if (![...localWhileDown, ...local].every((n) => names.includes(n))) return undefined;
           return (await slotRestartLsn(slot)) > restartWhileDown ? true : undefined;
         },
         120_000,
