@@ -4,7 +4,13 @@
  * another cluster's under different names, as the local archive refuses another cluster's directory.
  */
 import { ArchiveError } from "../errors.js";
-import { LONG_PAGE_HEADER_SIZE, parseWalPageHeader } from "../wal/page-header.js";
+import { isValidSegmentSize } from "../lsn.js";
+import {
+  KNOWN_XLOG_PAGE_MAGIC,
+  LONG_PAGE_HEADER_SIZE,
+  parseWalPageHeader,
+  WAL_BLOCK_SIZE,
+} from "../wal/page-header.js";
 import { bucketSource } from "./bucket-source.js";
 import type { S3ObjectStore } from "./object-store.js";
 
@@ -23,8 +29,14 @@ export async function checkBucketCluster(store: S3ObjectStore, systemId: bigint)
       continue;
     }
     if (prefix === undefined || prefix.length < LONG_PAGE_HEADER_SIZE) continue;
-    const stored = parseWalPageHeader(prefix).long?.systemIdentifier;
-    if (stored === undefined) continue;
+    const header = parseWalPageHeader(prefix);
+    // Only a real WAL page names a cluster; any other bytes are `verify`'s business.
+    const isWal =
+      KNOWN_XLOG_PAGE_MAGIC.has(header.magic) &&
+      header.long?.blockSize === WAL_BLOCK_SIZE &&
+      isValidSegmentSize(header.long.segmentSize);
+    if (!isWal) continue;
+    const stored = header.long!.systemIdentifier;
     if (stored === systemId) return;
     throw new ArchiveError(
       `${store.url} holds WAL of database system ${stored} (object "${entry.fileName}"), but the server's system identifier is ${systemId}: refusing to mix clusters; use an empty prefix for this server`,

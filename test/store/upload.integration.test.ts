@@ -550,6 +550,52 @@ describe("refusals: one clear line, exit 1, nothing lost locally", () => {
     }
   });
 
+  test("a different object under a segment's name stops the receiver with one line and is not overwritten", async () => {
+    const bucket = await rgw.createBucket("conflict");
+    const url = `s3://${bucket}/wal`;
+    const store = await openStore(url);
+    // The segments this server writes next, already taken by other bytes.
+    const current = await cluster.sql("SELECT pg_walfile_name(pg_current_wal_lsn())");
+    const segNo = BigInt(`0x${current.slice(16, 24)}`);
+    const taken = [0n, 1n, 2n, 3n].map(
+      (step) => `${current.slice(0, 16)}${(segNo + step).toString(16).toUpperCase().padStart(8, "0")}`,
+    );
+    const foreign = join(workDir, "foreign-bytes");
+    await writeFile(foreign, Buffer.alloc(SEGMENT, 0x42));
+    for (const name of taken) await store.putComplete(name, foreign, SEGMENT);
+    const dir = await mkdtemp(join(workDir, "conflict-"));
+    const slot = "up_conflict";
+    await cluster.sql(`SELECT pg_create_physical_replication_slot('${slot}', true)`);
+    const running = startReceive([
+      "-D",
+      dir,
+      ...connectionArgs(),
+      "--slot",
+      slot,
+      "--target",
+      url,
+      "--upload-state-file",
+      `${dir}.state.json`,
+    ]);
+    await someWal(cluster, 10_000);
+    await cluster.sql("SELECT pg_switch_wal()");
+    const run = await running.done;
+    await cluster.sql(`SELECT pg_drop_replication_slot('${slot}')`);
+    assert.equal(run.status, 1, run.stderr.slice(-2000));
+    const errors = errorLines(run.stderr);
+    assert.equal(errors.length, 1, run.stderr.slice(-2000));
+    assert.match(
+      errors[0]!,
+      /^pgwal: error: another cluster or receiver wrote a different "[0-9A-F]{24}" to s3:\/\/[^ ]+\/wal; refusing to overwrite it$/,
+    );
+    for (const name of taken) {
+      const chunks: Buffer[] = [];
+      for await (const chunk of await store.get(name)) chunks.push(chunk as Buffer);
+      assert.ok(Buffer.concat(chunks).equals(await readFile(foreign)), `${name} was overwritten`);
+    }
+    assert.ok((await listArchive(dir)).complete.length >= 1, "the local archive kept the completed segments");
+  });
+
   test("a PUT the bucket policy denies stops the receiver with one line; the local archive keeps the WAL", async () => {
     const bucket = await rgw.createBucket("denyput");
     const uid = `lister-${bucket}`;
