@@ -3,15 +3,18 @@
  * alternating A B per round, every run verified. Prints a table and writes a JSON summary; exits 1
  * when any run failed or any verification found a problem.
  */
+import { execFileSync } from "node:child_process";
 import { mkdir, writeFile } from "node:fs/promises";
 import os from "node:os";
 import { dirname, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { formatLsn, parseLsn, segmentStartOf } from "../src/lsn.js";
 import { PgCluster } from "../test/support/cluster.js";
+import { canPin } from "./cpu-pinning.js";
+import { type CatchUpMode, LINKS, type Link, linkNamed } from "./links.js";
 import { requireGnuTime } from "./measure.js";
 import { type BenchOptions, parseBenchArgs, USAGE } from "./options.js";
-import { REPO_ROOT, TOOLS } from "./receivers.js";
+import { REPO_ROOT, TOOLS, type Tool } from "./receivers.js";
 import { formatTable, summarize } from "./report.js";
 import {
   type BenchContext,
@@ -24,18 +27,35 @@ import {
   type ThroughputRun,
 } from "./scenarios.js";
 
-const MODES = ["fsync", "no-sync"] as const;
-
 function log(message: string): void {
   process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${message}\n`);
 }
 
-function catchUpSlot(tool: string, mode: string, round: number): string {
-  return `bench_${tool === "pgwal" ? "pgwal" : "pgrw"}_${mode === "fsync" ? "fsync" : "nosync"}_${round}`;
+function catchUpSlot(tool: Tool, link: Link, mode: CatchUpMode, round: number): string {
+  return `bench_${tool === "pgwal" ? "pgwal" : "pgrw"}_${link.name}_${mode === "fsync" ? "fsync" : "nosync"}_${round}`;
+}
+
+function discardSlot(link: Link, round: number): string {
+  return `bench_discard_${link.name}_${round}`;
+}
+
+/** The discard-only ceiling in plaintext, and over TLS when TLS is measured. */
+function discardLinks(options: BenchOptions): Link[] {
+  return [linkNamed("disable"), ...(options.links.includes("tls") ? [linkNamed("tls")] : [])];
+}
+
+function catchUpLinks(options: BenchOptions): Link[] {
+  return LINKS.filter((link) => options.links.includes(link.name));
+}
+
+/** `node --version` of the binary pgwal runs under. */
+function nodeVersion(node: string): string {
+  return execFileSync(node, ["--version"], { encoding: "utf8", timeout: 30_000 }).trim();
 }
 
 async function startCluster(options: BenchOptions): Promise<PgCluster> {
-  const catchUpSlots = options.rounds * (TOOLS.length * MODES.length + 1);
+  const catchUpRuns = catchUpLinks(options).reduce((n, link) => n + link.modes.length * TOOLS.length, 0);
+  const catchUpSlots = options.rounds * (catchUpRuns + discardLinks(options).length);
   const walMb = Math.ceil(options.gib * 1024);
   return PgCluster.start({
     name: "bench",
@@ -54,6 +74,9 @@ async function startCluster(options: BenchOptions): Promise<PgCluster> {
       autovacuum: "off",
       log_connections: "off",
       log_replication_commands: "off",
+      // A server without TLS: the default-settings rows then run as libpq's `prefer` does against
+      // one ('N' to SSLRequest). The TLS rows turn it on (certificates are installed either way).
+      ssl: "off",
     },
   });
 }
@@ -67,6 +90,13 @@ async function main(): Promise<number> {
     return 2;
   }
   requireGnuTime();
+  let pgwalNode: string;
+  try {
+    pgwalNode = nodeVersion(options.node);
+  } catch (error) {
+    process.stderr.write(`bench: cannot run ${options.node} --version: ${String(error)}\n`);
+    return 2;
+  }
   const failures: string[] = [];
   const throughputRuns: ThroughputRun[] = [];
   const pgbenchRuns: PgbenchRun[] = [];
@@ -99,6 +129,7 @@ async function main(): Promise<number> {
   };
 
   log(`options ${JSON.stringify(options)}`);
+  log(`pgwal runs on Node.js ${pgwalNode} (${options.node}); the bench itself on ${process.version}`);
   const cluster = await startCluster(options);
   let ctx: BenchContext | undefined;
   try {
@@ -109,8 +140,11 @@ async function main(): Promise<number> {
     // Every slot first, then the WAL: each run streams exactly the same bytes.
     const slots: string[] = [];
     for (let round = 1; round <= options.rounds; round++) {
-      for (const mode of MODES) for (const tool of TOOLS) slots.push(catchUpSlot(tool, mode, round));
-      slots.push(`bench_discard_${round}`);
+      for (const link of catchUpLinks(options)) {
+        for (const mode of link.modes)
+          for (const tool of TOOLS) slots.push(catchUpSlot(tool, link, mode, round));
+      }
+      for (const link of discardLinks(options)) slots.push(discardSlot(link, round));
     }
     // A physical slot reserves WAL from the last checkpoint's redo point: checkpoint first, so the
     // slots start where the generated WAL does, not at pgbench -i's load.
@@ -143,6 +177,7 @@ async function main(): Promise<number> {
     ctx = {
       cluster,
       pgwalCli: options.pgwalCli,
+      node: options.node,
       timeline,
       segmentSize,
       start,
@@ -151,31 +186,40 @@ async function main(): Promise<number> {
     };
     const c = ctx;
     for (let round = 1; round <= options.rounds; round++) {
-      for (const mode of MODES) {
-        for (const tool of TOOLS) {
-          await attempt(
-            `round ${round} catch-up ${mode} ${tool}`,
-            () => catchUpRun(c, tool, mode, catchUpSlot(tool, mode, round), round),
-            throughputRuns,
-          );
+      for (const link of catchUpLinks(options)) {
+        for (const mode of link.modes) {
+          for (const tool of TOOLS) {
+            await attempt(
+              `round ${round} catch-up ${mode} ${link.name} ${tool}`,
+              () => catchUpRun(c, tool, mode, link, catchUpSlot(tool, link, mode, round), round),
+              throughputRuns,
+            );
+          }
         }
       }
-      await attempt(
-        `round ${round} discard-only`,
-        () => discardRun(c, `bench_discard_${round}`, round),
-        throughputRuns,
-      );
+      for (const link of discardLinks(options)) {
+        await attempt(
+          `round ${round} discard-only ${link.name}`,
+          () => discardRun(c, link, discardSlot(link, round), round),
+          throughputRuns,
+        );
+      }
       await attempt(`round ${round} dd reference`, () => ddRun(c, round), throughputRuns);
     }
     if (!options.skipSync) {
       const pgbench = { seconds: options.pgbenchSeconds, clients: options.pgbenchClients };
+      const pinnings = canPin() ? [false, true] : [false];
+      if (!canPin())
+        log("fewer than 2 CPUs or no taskset: the pinned synchronous-standby scenario is skipped");
       for (let round = 1; round <= options.rounds; round++) {
-        for (const tool of [...TOOLS, "none" as const]) {
-          await attempt(
-            `round ${round} synchronous standby ${tool}`,
-            () => syncRun(c, tool, round, pgbench),
-            pgbenchRuns,
-          );
+        for (const pin of pinnings) {
+          for (const tool of [...TOOLS, "none" as const]) {
+            await attempt(
+              `round ${round} synchronous standby ${pin ? "pinned" : "unpinned"} ${tool}`,
+              () => syncRun(c, tool, round, pgbench, pin),
+              pgbenchRuns,
+            );
+          }
         }
       }
     }
@@ -187,7 +231,8 @@ async function main(): Promise<number> {
   }
 
   const rows = summarize(throughputRuns, pgbenchRuns);
-  const table = formatTable(rows);
+  const runtime = `pgwal ran on Node.js ${pgwalNode} (${options.node}), PostgreSQL ${cluster.major}`;
+  const table = `${runtime}\n\n${formatTable(rows)}`;
   process.stdout.write(`\n${table}\n`);
   if (failures.length > 0) process.stdout.write(`\nFAILURES:\n${failures.map((f) => `  ${f}`).join("\n")}\n`);
 
@@ -199,6 +244,7 @@ async function main(): Promise<number> {
     options,
     environment: {
       node: process.version,
+      pgwalNode: { path: options.node, version: pgwalNode },
       cpus: os.cpus().length,
       cpuModel: os.cpus()[0]?.model,
       memoryGib: os.totalmem() / 1024 ** 3,

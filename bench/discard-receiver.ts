@@ -4,6 +4,8 @@
  * prints what it received as JSON, so the run is verified like the others.
  *
  *   node dist/bench/discard-receiver.js HOST PORT USER SLOT ENDPOS
+ *
+ * It connects as PGSSLMODE in its environment says (libpq's default `prefer` without it).
  */
 import { readFile } from "node:fs/promises";
 import {
@@ -36,7 +38,12 @@ async function main(): Promise<void> {
   const endpos = parseLsn(endposText);
   const conn = await PgConnection.connect(
     resolveConnectionSettings({
-      overrides: { host, port, user, sslmode: "disable" },
+      overrides: {
+        host,
+        port,
+        user,
+        ...(process.env.PGSSLMODE === undefined ? {} : { sslmode: process.env.PGSSLMODE }),
+      },
       forced: { replication: "true" },
       env: {},
     }),

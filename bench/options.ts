@@ -2,7 +2,9 @@
  * Command-line options of `npm run bench`. `--smoke` shrinks everything so CI can run the whole
  * pipeline (every scenario, every verification) in well under three minutes.
  */
+import { existsSync } from "node:fs";
 import { parseArgs } from "node:util";
+import { LINK_NAMES, type LinkName } from "./links.js";
 
 export interface BenchOptions {
   /** GiB of WAL generated for the catch-up scenarios. */
@@ -19,6 +21,10 @@ export interface BenchOptions {
   walSegmentSizeMb: number;
   /** Skip scenario groups (handy while iterating). */
   skipSync: boolean;
+  /** The Node.js binary pgwal (and the discard-only receiver) runs under. */
+  node: string;
+  /** Connection paths measured in the catch-up scenarios. */
+  links: LinkName[];
 }
 
 export const USAGE = `usage: npm run bench -- [options]
@@ -30,6 +36,8 @@ export const USAGE = `usage: npm run bench -- [options]
   --pgwal-driver        run pgwal through bench's WalReceiver driver instead of "bin/pgwal receive"
   --json PATH           where to write the JSON summary (default bench/results/<timestamp>.json)
   --no-sync-scenario    skip the synchronous-standby scenario
+  --links LIST          catch-up connection paths, comma-separated (default: ${LINK_NAMES.join(",")})
+  --node PATH           run pgwal under this node binary (default: the one running the bench)
   --smoke               64 MB of WAL, one round, 1 s pauses, 5 s pgbench (CI)
 `;
 
@@ -54,6 +62,8 @@ export function parseBenchArgs(argv: string[]): BenchOptions {
       json: { type: "string" },
       "no-sync-scenario": { type: "boolean", default: false },
       smoke: { type: "boolean", default: false },
+      links: { type: "string" },
+      node: { type: "string" },
       help: { type: "boolean", default: false },
     },
     strict: true,
@@ -65,6 +75,13 @@ export function parseBenchArgs(argv: string[]): BenchOptions {
   const smoke = values.smoke === true;
   const rounds = Math.round(positiveNumber(values.rounds, "rounds", smoke ? 1 : 5));
   if (rounds < 1) throw new Error("--rounds must be at least 1");
+  const links = (values.links ?? LINK_NAMES.join(",")).split(",").map((name) => name.trim());
+  for (const name of links) {
+    if (!(LINK_NAMES as readonly string[]).includes(name))
+      throw new Error(`--links: unknown path "${name}" (known: ${LINK_NAMES.join(", ")})`);
+  }
+  const node = values.node ?? process.execPath;
+  if (!existsSync(node)) throw new Error(`--node: ${node} does not exist`);
   return {
     gib: positiveNumber(values.gib, "gib", smoke ? 1 / 16 : 2),
     rounds,
@@ -79,5 +96,7 @@ export function parseBenchArgs(argv: string[]): BenchOptions {
     jsonPath: values.json,
     walSegmentSizeMb: 16,
     skipSync: values["no-sync-scenario"] === true,
+    node,
+    links: links as LinkName[],
   };
 }

@@ -31,7 +31,9 @@ if (values.directory === undefined) {
   process.exit(2);
 }
 
-const overrides: Record<string, string> = { sslmode: "disable" };
+// The connection is set up as the bench asks (PGSSLMODE in the environment, libpq's default otherwise).
+const overrides: Record<string, string> = {};
+if (process.env.PGSSLMODE !== undefined) overrides.sslmode = process.env.PGSSLMODE;
 if (values.host !== undefined) overrides.host = values.host;
 if (values.port !== undefined) overrides.port = values.port;
 if (values.username !== undefined) overrides.user = values.username;

@@ -16,6 +16,7 @@ export const REPO_ROOT = join(BENCH_DIST_DIR, "..", "..");
 
 export interface ReceiveArgs {
   directory: string;
+  /** A host name or address, or the directory of the server's Unix socket. */
   host: string;
   port: number;
   user: string;
@@ -54,18 +55,18 @@ function receiveFlags(a: ReceiveArgs): string[] {
 export function receiverCommand(
   tool: Tool,
   a: ReceiveArgs,
-  options: { binDir: string; pgwalCli: boolean },
+  options: { binDir: string; pgwalCli: boolean; node: string },
 ): Command {
   if (tool === "pg_receivewal")
     return { program: join(options.binDir, "pg_receivewal"), args: ["-w", ...receiveFlags(a)] };
   if (options.pgwalCli) {
     const launcher = join(REPO_ROOT, "bin", "pgwal");
     if (!existsSync(launcher)) throw new Error(`${launcher} does not exist`);
-    // A JavaScript launcher runs under this node; anything else (a shell wrapper) runs by its shebang.
+    // A JavaScript launcher runs under the chosen node; anything else (a shell wrapper) runs by its shebang.
     const firstLine = readFileSync(launcher, "utf8").split("\n", 1)[0] ?? "";
     const viaNode = !firstLine.startsWith("#!") || firstLine.includes("node");
     const args = ["receive", ...receiveFlags(a)];
-    return viaNode ? { program: process.execPath, args: [launcher, ...args] } : { program: launcher, args };
+    return viaNode ? { program: options.node, args: [launcher, ...args] } : { program: launcher, args };
   }
-  return { program: process.execPath, args: [join(BENCH_DIST_DIR, "pgwal-driver.js"), ...receiveFlags(a)] };
+  return { program: options.node, args: [join(BENCH_DIST_DIR, "pgwal-driver.js"), ...receiveFlags(a)] };
 }

@@ -57,7 +57,9 @@ function rowsFor<R extends { scenario: string; tool: string; problems: string[] 
         metric: metric.name,
         pgwal: reference,
         pgReceivewal,
-        ratio: pgwal && pgReceivewal ? pgwal.median / pgReceivewal.median : undefined,
+        // A median of zero (user CPU below GNU time's resolution on a short run) has no ratio.
+        ratio:
+          pgwal && pgReceivewal && pgReceivewal.median > 0 ? pgwal.median / pgReceivewal.median : undefined,
       });
     }
   }

@@ -1,6 +1,7 @@
 /**
- * One run of each scenario: catch-up (pgwal or pg_receivewal, fsync or --no-sync), the discard-only
- * limit, the dd disk reference, and a pgbench run against a synchronous standby (or none).
+ * One run of each scenario: catch-up (pgwal or pg_receivewal, fsync or --no-sync, over one of the
+ * connection paths in links.ts), the discard-only limit, the dd disk reference, and a pgbench run
+ * against a synchronous standby (or none), unpinned or with the receiver on a CPU of its own.
  * Every receiver run is verified against the server's pg_wal before its figures count.
  */
 import { type ChildProcess, spawn } from "node:child_process";
@@ -13,10 +14,8 @@ import { walFileName } from "../src/wal/names.js";
 import type { PgCluster } from "../test/support/cluster.js";
 import { TEST_USERS } from "../test/support/cluster.js";
 import { cleanEnv, runCommand } from "../test/support/run.js";
-
-/** Both receivers connect the same way: plaintext, so neither pays for TLS the other skips. */
-const RECEIVER_ENV = { PGSSLMODE: "disable" };
-
+import { pinned, pinServer, RECEIVER_CPU, SERVER_CPU } from "./cpu-pinning.js";
+import { type CatchUpMode, type Link, linkNamed, setServerTls } from "./links.js";
 import { runMeasured } from "./measure.js";
 import { BENCH_DIST_DIR, receiverCommand, type Tool } from "./receivers.js";
 import { verifyArchive } from "./verify.js";
@@ -27,6 +26,8 @@ const GIB = 1024 * MIB;
 export interface BenchContext {
   cluster: PgCluster;
   pgwalCli: boolean;
+  /** The Node.js binary pgwal runs under. */
+  node: string;
   timeline: number;
   segmentSize: number;
   /** First byte of the catch-up WAL (segment start of the slots' restart position). */
@@ -133,48 +134,67 @@ async function dropSlot(cluster: PgCluster, slot: string): Promise<void> {
 export async function catchUpRun(
   ctx: BenchContext,
   tool: Tool,
-  mode: "fsync" | "no-sync",
+  mode: CatchUpMode,
+  link: Link,
   slot: string,
   round: number,
 ): Promise<ThroughputRun> {
   const archive = await mkdtemp(join(tmpdir(), `pgwal-bench-${tool}-`));
   try {
+    await setServerTls(ctx.cluster, link.serverTls);
     await warmServerWal(ctx);
     const command = receiverCommand(
       tool,
       {
         directory: archive,
-        host: ctx.cluster.host,
+        // Only the bootstrap superuser has a Unix-socket replication line in the test pg_hba.conf.
+        host: link.unixSocket ? ctx.cluster.socketDir : ctx.cluster.host,
         port: ctx.cluster.port,
-        user: TEST_USERS.trust.name,
+        user: link.unixSocket ? TEST_USERS.superuser.name : TEST_USERS.trust.name,
         slot,
         endpos: formatLsn(ctx.endpos),
         noSync: mode === "no-sync",
       },
-      { binDir: ctx.cluster.binDir, pgwalCli: ctx.pgwalCli },
+      { binDir: ctx.cluster.binDir, pgwalCli: ctx.pgwalCli, node: ctx.node },
     );
     const m = await runMeasured(command.program, command.args, {
       timeoutMs: ctx.runTimeoutMs,
-      env: cleanEnv(RECEIVER_ENV),
+      env: cleanEnv(link.env),
     });
     const problems = await verifyArchive(archive, join(ctx.cluster.dataDir, "pg_wal"), {
       timeline: ctx.timeline,
       segmentSize: ctx.segmentSize,
       ...range(ctx),
     });
-    return throughput(`catch-up ${mode}`, tool, round, Number(ctx.endpos - ctx.start), m, problems);
+    return throughput(
+      `catch-up ${mode}, ${link.label}`,
+      tool,
+      round,
+      Number(ctx.endpos - ctx.start),
+      m,
+      problems,
+    );
   } finally {
     await rm(archive, { recursive: true, force: true });
     await dropSlot(ctx.cluster, slot);
   }
 }
 
-/** pgwal's protocol layer reading the same stream and discarding it: the receiving ceiling. */
-export async function discardRun(ctx: BenchContext, slot: string, round: number): Promise<ThroughputRun> {
+/**
+ * pgwal's protocol layer reading the same stream and discarding it: the receiving ceiling, in
+ * plaintext (sslmode=disable) or over TLS.
+ */
+export async function discardRun(
+  ctx: BenchContext,
+  link: Link,
+  slot: string,
+  round: number,
+): Promise<ThroughputRun> {
   try {
+    await setServerTls(ctx.cluster, link.serverTls);
     await warmServerWal(ctx);
     const m = await runMeasured(
-      process.execPath,
+      ctx.node,
       [
         join(BENCH_DIST_DIR, "discard-receiver.js"),
         ctx.cluster.host,
@@ -183,7 +203,7 @@ export async function discardRun(ctx: BenchContext, slot: string, round: number)
         slot,
         formatLsn(ctx.endpos),
       ],
-      { timeoutMs: ctx.runTimeoutMs, env: cleanEnv(RECEIVER_ENV) },
+      { timeoutMs: ctx.runTimeoutMs, env: cleanEnv(link.env) },
     );
     const problems: string[] = [];
     let bytes = 0;
@@ -208,7 +228,7 @@ export async function discardRun(ctx: BenchContext, slot: string, round: number)
     }
     return {
       ...throughput(
-        "discard-only (pgwal protocol)",
+        `discard-only (pgwal protocol), ${link.label}`,
         "pgwal",
         round,
         bytes || Number(ctx.endpos - ctx.start),
@@ -297,10 +317,14 @@ async function runPgbench(
   cluster: PgCluster,
   seconds: number,
   clients: number,
+  pinToServerCpu: boolean,
 ): Promise<{ tps: number; latencyMs: number }> {
+  const program = join(cluster.binDir, "pgbench");
+  const command = pinToServerCpu ? pinned(SERVER_CPU, program, []) : { program, args: [] };
   const { stdout } = await runCommand(
-    join(cluster.binDir, "pgbench"),
+    command.program,
     [
+      ...command.args,
       "-N",
       "-c",
       String(clients),
@@ -351,20 +375,41 @@ async function stopChild(child: ChildProcess): Promise<number | null> {
   return code;
 }
 
-/** pgbench -N against the primary while `tool` is its only synchronous standby (or with none). */
+/**
+ * pgbench -N against the primary while `tool` is its only synchronous standby (or with none), both
+ * receivers with default connection settings. `pin`: the receiver runs on a CPU of its own and the
+ * server and pgbench share the other, as a standby on its own host would; unpinned, everything
+ * competes for every CPU.
+ */
 export async function syncRun(
   ctx: BenchContext,
   tool: Tool | "none",
   round: number,
   pgbench: { seconds: number; clients: number },
+  pin: boolean,
 ): Promise<PgbenchRun> {
   const cluster = ctx.cluster;
+  const setting = pin
+    ? `receiver pinned to CPU ${RECEIVER_CPU}, server and pgbench to CPU ${SERVER_CPU}`
+    : "unpinned";
+  await setServerTls(cluster, linkNamed("default").serverTls);
+  await pinServer(cluster, pin ? SERVER_CPU : undefined);
   if (tool === "none") {
-    await setSynchronousStandbyNames(cluster, "");
-    const r = await runPgbench(cluster, pgbench.seconds, pgbench.clients);
-    return { scenario: "pgbench, no standby", tool: "none", round, ...r, problems: [] };
+    try {
+      await setSynchronousStandbyNames(cluster, "");
+      const r = await runPgbench(cluster, pgbench.seconds, pgbench.clients, pin);
+      return {
+        scenario: `pgbench, no standby, ${pin ? `server and pgbench pinned to CPU ${SERVER_CPU}` : "unpinned"}`,
+        tool: "none",
+        round,
+        ...r,
+        problems: [],
+      };
+    } finally {
+      if (pin) await pinServer(cluster, undefined);
+    }
   }
-  const slot = `bench_sync_${tool === "pgwal" ? "pgwal" : "pgrw"}_${round}`;
+  const slot = `bench_sync_${tool === "pgwal" ? "pgwal" : "pgrw"}_${pin ? "pinned" : "free"}_${round}`;
   const archive = await mkdtemp(join(tmpdir(), `pgwal-bench-sync-${tool}-`));
   let child: ChildProcess | undefined;
   try {
@@ -384,17 +429,18 @@ export async function syncRun(
         synchronous: true,
         applicationName: SYNC_APPLICATION_NAME,
       },
-      { binDir: cluster.binDir, pgwalCli: ctx.pgwalCli },
+      { binDir: cluster.binDir, pgwalCli: ctx.pgwalCli, node: ctx.node },
     );
+    const launched = pin ? pinned(RECEIVER_CPU, command.program, command.args) : command;
     const errors: Buffer[] = [];
-    child = spawn(command.program, command.args, {
+    child = spawn(launched.program, launched.args, {
       stdio: ["ignore", "ignore", "pipe"],
-      env: cleanEnv(RECEIVER_ENV),
+      env: cleanEnv(linkNamed("default").env),
     });
     child.stderr?.on("data", (c: Buffer) => errors.push(c));
     const stderr = () => Buffer.concat(errors).toString("utf8");
     await waitForSyncStandby(cluster, child, stderr);
-    const r = await runPgbench(cluster, pgbench.seconds, pgbench.clients);
+    const r = await runPgbench(cluster, pgbench.seconds, pgbench.clients, pin);
     const flushed = parseLsn(
       await cluster.sql(
         `SELECT flush_lsn FROM pg_stat_replication WHERE application_name = '${SYNC_APPLICATION_NAME}'`,
@@ -413,10 +459,11 @@ export async function syncRun(
         endSegment: segmentNumberOf(flushed, ctx.segmentSize),
       })),
     );
-    return { scenario: "pgbench, synchronous standby", tool, round, ...r, problems };
+    return { scenario: `pgbench, synchronous standby, ${setting}`, tool, round, ...r, problems };
   } finally {
     if (child && child.exitCode === null) child.kill("SIGKILL");
     await setSynchronousStandbyNames(cluster, "");
+    if (pin) await pinServer(cluster, undefined);
     await rm(archive, { recursive: true, force: true });
     await dropSlot(cluster, slot);
   }

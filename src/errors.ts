@@ -69,7 +69,7 @@ export class ServerError extends PgwalError {
 
 /** A file-system failure in the archive (open, write, fsync, rename, …). */
 export class StorageError extends PgwalError {
-  readonly retryable = true;
+  readonly retryable: boolean = true;
   readonly path: string;
   readonly operation: string;
   readonly errno?: string;
@@ -83,8 +83,30 @@ export class StorageError extends PgwalError {
   }
 }
 
+/**
+ * An fsync of an archive file or directory failed. Never retried: after a failed fsync the kernel
+ * may have dropped the unwritten pages (PostgreSQL's fsync lesson), so a retried fsync can succeed
+ * without them and a rename may not survive a power cut. Nothing written since the last successful
+ * fsync is reported, and the receiver stops instead of trusting the archive.
+ */
+export class FsyncError extends StorageError {
+  override readonly retryable = false;
+  constructor(operation: string, path: string, cause: unknown) {
+    super(operation, path, cause);
+    this.message = `${this.message}; stopping: WAL written since the last successful fsync may not be on disk (check the disk, then restart pgwal to stream it again)`;
+  }
+}
+
 /** The archive or server is not in a state pgwal can safely continue from (other cluster, bad file). */
 export class ArchiveError extends PgwalError {
+  readonly retryable = false;
+}
+
+/**
+ * A file name pgwal did not build was about to reach a shell command or a path (e.g. a hook's %f):
+ * refused, and not retried, since it can only come from a hostile or broken peer or a bug.
+ */
+export class UnsafeFileNameError extends PgwalError {
   readonly retryable = false;
 }
 

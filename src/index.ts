@@ -3,9 +3,33 @@
  * connection and commands it is built on, and the archive helpers.
  */
 
+export { formatPgTime, type PgTime, parsePgTime } from "./archive/pg-time.js";
+export {
+  decideRecoveryTarget,
+  type RecoveryTarget,
+  type TargetDecision,
+  type TargetReason,
+  type TimelineTimes,
+  timelineTimes,
+} from "./archive/recovery-target.js";
 export { restoreFile } from "./archive/restore.js";
 export { archiveStatus } from "./archive/status.js";
+export { checkRecoveryTarget, type TargetCheck } from "./archive/target-check.js";
+export {
+  archiveTimeMap,
+  defaultTimeMapFile,
+  type TimeMap,
+  type TimeMapOptions,
+  type TimeMapResult,
+  type TimeMapSegment,
+} from "./archive/time-map.js";
 export { verifyArchive } from "./archive/verify.js";
+export {
+  type RecordProblem,
+  type RecordVerifyOptions,
+  type RecordVerifyReport,
+  verifyArchiveRecords,
+} from "./archive/verify-records.js";
 export {
   createPhysicalSlot,
   dropSlot,
@@ -25,6 +49,7 @@ export {
   ArchiveError,
   AuthenticationError,
   ConnectionError,
+  FsyncError,
   PgwalError,
   ProtocolError,
   ServerError,
@@ -50,3 +75,7 @@ export {
 export { findStreamingStart } from "./wal/archive-scan.js";
 export { type CompressionSpec, parseCompressionSpec } from "./wal/compression.js";
 export { historyFileName, parseWalFileName, walFileName } from "./wal/names.js";
+export { WalChunkFeeder } from "./wal/records/chunk-feeder.js";
+export type { WalRecordEvent } from "./wal/records/record-events.js";
+export type { WalReadStop, WalRecordProblem } from "./wal/records/record-problem.js";
+export { WalRecordReader, type WalRecordReaderOptions } from "./wal/records/record-reader.js";

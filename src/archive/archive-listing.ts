@@ -1,13 +1,15 @@
 /**
  * What an archive directory holds, sorted by kind: segments (plain, compressed, partial), timeline
- * history files, backup history files, and everything else (stray files).
+ * history files, backup history files, entries named like WAL that are not regular files (links,
+ * FIFOs, devices, directories: never read, always a problem), and everything else (stray files).
  */
-import type { Dirent } from "node:fs";
+import type { Dirent, Stats } from "node:fs";
 import * as fsp from "node:fs/promises";
 import { join } from "node:path";
 import type { CompressionMethod } from "../wal/compression.js";
 import { storageCall } from "../wal/fsync.js";
 import { parseArchiveFileName, parseHistoryFileName } from "../wal/names.js";
+import { entryKind } from "./archive-file.js";
 
 export interface SegmentFileEntry {
   fileName: string;
@@ -34,15 +36,26 @@ export interface ArchiveListing {
   histories: HistoryFileEntry[];
   /** "…NNNNNNNN.backup" files an archive_command may have stored: not WAL, but not stray either. */
   backupHistories: string[];
+  /** Entries named like WAL, history or backup files that are not regular files. */
+  irregular: { fileName: string; kind: string }[];
   /** Anything else (a directory name ends in "/"). */
   stray: string[];
 }
 
 const BACKUP_HISTORY_NAME = /^[0-9A-F]{24}\.[0-9A-F]{8}\.backup$/;
 
-async function statOrUndefined(path: string): Promise<{ size: number; mtimeMs: number } | undefined> {
+function isWalLikeName(name: string): boolean {
+  return (
+    parseArchiveFileName(name) !== undefined ||
+    parseHistoryFileName(name) !== undefined ||
+    BACKUP_HISTORY_NAME.test(name)
+  );
+}
+
+/** lstat: a name replaced by a link since the directory was read is not followed. */
+async function statOrUndefined(path: string): Promise<Stats | undefined> {
   try {
-    return await fsp.stat(path);
+    return await fsp.lstat(path);
   } catch (error) {
     // Removed while we looked (a cleanup job): simply not part of the listing.
     if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
@@ -56,31 +69,37 @@ export async function listArchiveDirectory(directory: string): Promise<ArchiveLi
   );
   const listing = emptyListing();
   for (const entry of [...entries].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) {
+    if (!entry.isFile() && isWalLikeName(entry.name)) {
+      listing.irregular.push({ fileName: entry.name, kind: entryKind(entry) });
+      continue;
+    }
     if (!entry.isFile()) {
       listing.stray.push(entry.isDirectory() ? `${entry.name}/` : entry.name);
       continue;
     }
-    if (!isArchiveFileName(entry.name)) {
+    if (parseArchiveFileName(entry.name) === undefined && parseHistoryFileName(entry.name) === undefined) {
       addToListing(listing, entry.name, { size: 0, mtimeMs: 0 });
       continue;
     }
     const stats = await statOrUndefined(join(directory, entry.name));
     if (stats === undefined) continue;
+    if (!stats.isFile()) {
+      listing.irregular.push({ fileName: entry.name, kind: entryKind(stats) });
+      continue;
+    }
     addToListing(listing, entry.name, stats);
   }
   return listing;
 }
 
 export function emptyListing(): ArchiveListing {
-  return { segments: [], histories: [], backupHistories: [], stray: [] };
+  return { segments: [], histories: [], backupHistories: [], irregular: [], stray: [] };
 }
 
-/** A segment or timeline history file name (the files whose size and age the listing keeps). */
-function isArchiveFileName(name: string): boolean {
-  return parseArchiveFileName(name) !== undefined || parseHistoryFileName(name) !== undefined;
-}
-
-/** Files in name order: sorts one file into the listing (also used for a bucket's objects). */
+/**
+ * Sorts one regular file (or a bucket's object) into the listing; call in name order. Only
+ * segments and timeline histories keep their size and age.
+ */
 export function addToListing(
   listing: ArchiveListing,
   name: string,

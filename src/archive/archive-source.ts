@@ -1,29 +1,37 @@
 /**
- * Where the archive tools read an archive from: a local directory, or (src/store/bucket-source.ts)
- * an S3 bucket written by `pgwal receive --target`. The tools ask by file name; missing files are
- * `undefined`, not errors, so "not in the archive" reads the same from both.
+ * Where the archive tools read an archive from: a local directory (the readers of archive-file.ts
+ * and archive-listing.ts), or (src/store/bucket-source.ts) an S3 bucket written by
+ * `pgwal receive --target`. Every read of restore, verify and status goes through here, so both
+ * kinds get the same bounded decoding and the same answers: a missing file is `undefined`, never
+ * an error, and an archive that cannot be read at all is an error, never "empty".
  */
 import * as fsp from "node:fs/promises";
-import { join } from "node:path";
-import { ArchiveError } from "../errors.js";
-import { storageCall } from "../wal/fsync.js";
+import { ArchiveError, StorageError } from "../errors.js";
+import type { CompressionMethod } from "../wal/compression.js";
+import { type DecodedSegment, readSegmentFile, readSmallArchiveFile } from "./archive-file.js";
 import { type ArchiveListing, listArchiveDirectory } from "./archive-listing.js";
-import { readArchiveContent, readArchivePrefix } from "./segment-content.js";
 
 export interface ArchiveSource {
   /** Shown in messages: the directory, or s3://BUCKET/PREFIX. */
   readonly description: string;
+  /** True for a local directory (the tools that only work on one check this). */
+  readonly isDirectory: boolean;
   /**
-   * The plain WAL bytes of an archive file (decompressed by its name's suffix; a ".partial" may stop
-   * early), or undefined when there is no such file. Reads at most `limit` + 1 bytes of output.
+   * Fails (ArchiveError, StorageError or the store's error) unless the archive itself can be read:
+   * a mistyped directory or bucket must not look like an archive without the file.
    */
-  readContent(name: string, limit?: number): Promise<Buffer | undefined>;
-  /** The first `length` plain WAL bytes of an archive file (fewer when shorter), or undefined. */
-  readPrefix(name: string, length: number): Promise<Buffer | undefined>;
-  /** The raw bytes of a small file (history, backup label); an ArchiveError when larger than `maxBytes`. */
-  readSmallFile(name: string, maxBytes: number): Promise<Buffer | undefined>;
+  checkUsable(): Promise<void>;
   /** What the archive holds, sorted by kind (see archive-listing.ts). */
   list(): Promise<ArchiveListing>;
+  /** A segment file decoded as readSegmentFile decodes it (bounded by its first page), or undefined. */
+  readSegment(
+    fileName: string,
+    compression: CompressionMethod,
+    partial: boolean,
+    stopAfter?: number,
+  ): Promise<DecodedSegment | undefined>;
+  /** The raw bytes of a small file (history, backup label), or undefined; an ArchiveError when larger than `maxBytes`. */
+  readSmallFile(fileName: string, maxBytes: number): Promise<Buffer | undefined>;
 }
 
 /** A directory path as a source; other sources pass through. */
@@ -31,25 +39,45 @@ export function archiveSourceOf(archive: string | ArchiveSource): ArchiveSource 
   return typeof archive === "string" ? directorySource(archive) : archive;
 }
 
+/** errno values after which the same read may well succeed a moment later. */
+export const TRANSIENT_ERRNOS = new Set([
+  "EIO",
+  "EAGAIN",
+  "EWOULDBLOCK",
+  "EINTR",
+  "EBUSY",
+  "ETIMEDOUT",
+  "ESTALE",
+  "EMFILE",
+  "ENFILE",
+]);
+
+/**
+ * Fails unless `directory` is a directory. Without this, a mistyped or unmounted archive would
+ * answer "not in the archive" for every file, and a recovery would end early.
+ */
+async function checkArchiveDirectory(directory: string): Promise<void> {
+  let stats: { isDirectory(): boolean };
+  try {
+    stats = await fsp.stat(directory);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === undefined || TRANSIENT_ERRNOS.has(code)) throw new StorageError("stat", directory, error);
+    throw new ArchiveError(`cannot use archive directory "${directory}": ${(error as Error).message}`, {
+      cause: error,
+    });
+  }
+  if (!stats.isDirectory()) throw new ArchiveError(`archive directory "${directory}" is not a directory`);
+}
+
 export function directorySource(directory: string): ArchiveSource {
   return {
     description: directory,
-    readContent: (name, limit) => readArchiveContent(join(directory, name), limit),
-    readPrefix: (name, length) => readArchivePrefix(join(directory, name), length),
+    isDirectory: true,
+    checkUsable: () => checkArchiveDirectory(directory),
     list: () => listArchiveDirectory(directory),
-    async readSmallFile(name, maxBytes) {
-      const path = join(directory, name);
-      try {
-        const stats = await fsp.stat(path);
-        if (!stats.isFile()) return undefined;
-        if (stats.size > maxBytes)
-          throw new ArchiveError(`archived file "${name}" is too large (${stats.size} bytes)`);
-        return await fsp.readFile(path);
-      } catch (error) {
-        if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
-        if (error instanceof ArchiveError) throw error;
-        return storageCall("read", path, () => Promise.reject(error));
-      }
-    },
+    readSegment: (fileName, compression, partial, stopAfter) =>
+      readSegmentFile(directory, fileName, compression, partial, stopAfter),
+    readSmallFile: (fileName, maxBytes) => readSmallArchiveFile(directory, fileName, maxBytes),
   };
 }

@@ -5,43 +5,70 @@
  * The destination only ever appears complete: it is written under a temporary name in the same
  * directory and renamed.
  *
- * Intended exit codes (RESTORE_EXIT): 0 restored; 1 not in the archive, printing nothing (recovery
- * takes that as the end of the archive); 3 corrupt file or I/O failure, with a message. Codes
- * above 125 must be avoided: the startup process treats them like a signal and stops with FATAL.
- * Any other non-zero code is likewise "not restored", so recovery goes on with pg_wal or streaming
- * rather than replaying a corrupt file.
+ * Exit codes (RESTORE_EXIT) follow how the startup process reads them: every status from 1 to 125
+ * means "not in the archive" (a point-in-time recovery then ends and promotes), while a signal or
+ * a status above 125 stops recovery with FATAL. So 1 is kept for a file the archive does not have,
+ * and every failure (corrupt file, I/O error, unusable archive, wrong usage) exits 128: above 125,
+ * and neither 126/127 (the server logs those as "command not executable"/"command not found") nor
+ * 128+N (how a shell reports death by signal N).
  */
 import { randomBytes } from "node:crypto";
 import { constants } from "node:fs";
 import * as fsp from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
-import { ArchiveError, UsageError } from "../errors.js";
+import { setTimeout as sleep } from "node:timers/promises";
+import { ArchiveError, StorageError, UsageError } from "../errors.js";
 import { parseTimelineHistory } from "../protocol/replication.js";
+import { ObjectStoreError } from "../store/store-errors.js";
 import { fsyncParentDirectory, nodeFileSystem, storageCall } from "../wal/fsync.js";
-import { PARTIAL_SUFFIX, parseHistoryFileName, WAL_FILE_NAME_LENGTH } from "../wal/names.js";
-import { type ArchiveSource, directorySource } from "./archive-source.js";
+import { PARTIAL_SUFFIX, parseArchiveFileName, parseHistoryFileName } from "../wal/names.js";
+import { type ArchiveSource, archiveSourceOf, TRANSIENT_ERRNOS } from "./archive-source.js";
 import { checkSegmentContent } from "./segment-check.js";
 
-export const RESTORE_EXIT = { restored: 0, missing: 1, failed: 3 } as const;
+export const RESTORE_EXIT = { restored: 0, missing: 1, failed: 128 } as const;
 
 export type RestoreResult =
   | { status: "restored" /** Archive file name the content came from. */; source: string; bytes: number }
   | { status: "missing" };
 
-const SEGMENT_NAME = /^[0-9A-F]{24}$/;
+export interface RestoreOptions {
+  /** Called before each archive name is looked up (tests use it to interleave renames or failures). */
+  beforeLookup?: (candidate: string) => void | Promise<void>;
+}
+
 /** Largest file restore copies verbatim (history and backup files are tiny). */
 const MAX_OTHER_FILE = 64 * 1024 * 1024;
+/** Waits before each retry of a restore that failed with a transient error. */
+const RETRY_DELAYS_MS = [200, 1000, 3000];
+const TIMELINE = "(?!00000000)[0-9A-F]{8}";
+/** The names the startup process (and pg_rewind) pass as %f: xlog_internal.h's file names. */
+const SEGMENT_NAME = new RegExp(`^${TIMELINE}[0-9A-F]{16}$`);
+const PARTIAL_NAME = new RegExp(`^(${TIMELINE}[0-9A-F]{16})\\.partial$`);
+const BACKUP_HISTORY_NAME = new RegExp(`^${TIMELINE}[0-9A-F]{16}\\.[0-9A-F]{8}\\.backup$`);
+
+type RequestedFile =
+  | { kind: "segment"; walFileName: string; partialOnly: boolean }
+  | { kind: "history" | "backup-history" };
+
+/**
+ * What %f asks for. Anything else is refused: the name is joined to the archive directory, so
+ * it must not be able to name a file elsewhere, and PostgreSQL never asks for other names.
+ */
+export function parseRequestedName(name: string): RequestedFile {
+  if (SEGMENT_NAME.test(name)) return { kind: "segment", walFileName: name, partialOnly: false };
+  const partial = PARTIAL_NAME.exec(name);
+  if (partial) return { kind: "segment", walFileName: partial[1]!, partialOnly: true };
+  if (parseHistoryFileName(name) !== undefined) return { kind: "history" };
+  if (BACKUP_HISTORY_NAME.test(name)) return { kind: "backup-history" };
+  throw new UsageError(
+    `invalid WAL file name ${JSON.stringify(name)}: not a name PostgreSQL asks restore_command for`,
+  );
+}
 
 /** Archive names that can stand for segment `name`, best first: complete files beat partial ones. */
 export function segmentCandidates(name: string): string[] {
-  const complete = [name, `${name}.gz`, `${name}.lz4`];
+  const complete = [name, `${name}.gz`, `${name}.lz4`, `${name}.zst`];
   return [...complete, ...complete.map((candidate) => candidate + PARTIAL_SUFFIX)];
-}
-
-function checkRequestedName(name: string): void {
-  if (name.length === 0 || name.includes("/") || name.includes("\\") || name === "." || name === "..") {
-    throw new UsageError(`invalid WAL file name "${name}"`);
-  }
 }
 
 /** The segment's bytes as the server must see them: checked, a partial padded with zeros to full size. */
@@ -83,29 +110,35 @@ export async function writeFileAtomically(destination: string, content: Buffer):
   }
 }
 
-async function restoreSegment(
+/** The first candidate that holds WAL, checked and ready to hand over; undefined when none does. */
+async function findSegment(
   source: ArchiveSource,
-  name: string,
-  destination: string,
-): Promise<RestoreResult> {
-  for (const candidate of segmentCandidates(name)) {
-    const content = await source.readContent(candidate);
-    if (content === undefined) continue;
-    const prepared = prepareSegment(content, name, candidate, candidate.endsWith(PARTIAL_SUFFIX));
-    if (prepared === undefined) continue;
-    await writeFileAtomically(destination, prepared);
-    return { status: "restored", source: candidate, bytes: prepared.length };
+  requested: { walFileName: string; partialOnly: boolean },
+  options: RestoreOptions,
+): Promise<{ source: string; content: Buffer } | undefined> {
+  const candidates = segmentCandidates(requested.walFileName).filter(
+    (candidate) => !requested.partialOnly || candidate.endsWith(PARTIAL_SUFFIX),
+  );
+  for (const candidate of candidates) {
+    await options.beforeLookup?.(candidate);
+    const parsed = parseArchiveFileName(candidate)!;
+    const read = await source.readSegment(candidate, parsed.compression, parsed.partial);
+    if (read === undefined) continue;
+    const prepared = prepareSegment(read.content, requested.walFileName, candidate, parsed.partial);
+    if (prepared !== undefined) return { source: candidate, content: prepared };
   }
-  return { status: "missing" };
+  return undefined;
 }
 
-async function restoreVerbatim(
+/** A timeline or backup history file, as it is (a timeline history is parsed first). */
+async function findVerbatim(
   source: ArchiveSource,
   name: string,
-  destination: string,
-): Promise<RestoreResult> {
+  options: RestoreOptions,
+): Promise<{ source: string; content: Buffer } | undefined> {
+  await options.beforeLookup?.(name);
   const content = await source.readSmallFile(name, MAX_OTHER_FILE);
-  if (content === undefined) return { status: "missing" };
+  if (content === undefined) return undefined;
   if (parseHistoryFileName(name) !== undefined) {
     try {
       parseTimelineHistory(content.toString("utf8"));
@@ -115,27 +148,67 @@ async function restoreVerbatim(
       });
     }
   }
-  await writeFileAtomically(destination, content);
-  return { status: "restored", source: name, bytes: content.length };
+  return { source: name, content };
+}
+
+/**
+ * One restore. The lookup runs a second time before answering "missing": a receiver renames a
+ * finished NAME.partial to NAME once, so a file that existed all along but moved during the first
+ * pass (after NAME was looked at, before NAME.partial) is found by the second.
+ */
+async function attemptRestore(
+  source: ArchiveSource,
+  requested: RequestedFile,
+  fileName: string,
+  destination: string,
+  options: RestoreOptions,
+): Promise<RestoreResult> {
+  await source.checkUsable();
+  for (let pass = 0; pass < 2; pass++) {
+    const found =
+      requested.kind === "segment"
+        ? await findSegment(source, requested, options)
+        : await findVerbatim(source, fileName, options);
+    if (found !== undefined) {
+      await writeFileAtomically(destination, found.content);
+      return { status: "restored", source: found.source, bytes: found.content.length };
+    }
+    // The archive going away during the lookup must not read as "not there".
+    await source.checkUsable();
+  }
+  return { status: "missing" };
+}
+
+function isTransient(error: unknown): boolean {
+  if (error instanceof ObjectStoreError) return error.retryable;
+  return error instanceof StorageError && error.errno !== undefined && TRANSIENT_ERRNOS.has(error.errno);
 }
 
 /**
  * Restores `fileName` (restore_command's %f) from the archive (a directory, or another
  * ArchiveSource such as a bucket) to `destination` (%p).
- * Returns "missing" when the archive does not have it; throws ArchiveError for a corrupt file,
- * StorageError for I/O failures, UsageError for a name that is not a plain file name.
+ * Returns "missing" when the archive does not have it; throws ArchiveError for a corrupt file or
+ * an unusable archive, StorageError (or the store's error) for I/O failures (transient ones after
+ * a few retries),
+ * UsageError for a name PostgreSQL never asks for.
  */
 export async function restoreFile(
-  directory: string | ArchiveSource,
+  archive: string | ArchiveSource,
   fileName: string,
   destination: string,
+  options: RestoreOptions = {},
 ): Promise<RestoreResult> {
-  checkRequestedName(fileName);
-  const source = typeof directory === "string" ? directorySource(directory) : directory;
-  if (fileName.length === WAL_FILE_NAME_LENGTH && SEGMENT_NAME.test(fileName)) {
-    return restoreSegment(source, fileName, destination);
+  const requested = parseRequestedName(fileName);
+  const source = archiveSourceOf(archive);
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await attemptRestore(source, requested, fileName, destination, options);
+    } catch (error) {
+      const delay = RETRY_DELAYS_MS[attempt];
+      if (delay === undefined || !isTransient(error)) throw error;
+      await sleep(delay);
+    }
   }
-  return restoreVerbatim(source, fileName, destination);
 }
 
 /** Exit code for the outcome of restoreFile (see RESTORE_EXIT). */

@@ -91,7 +91,9 @@ export function checkSegmentContent(content: Buffer, options: SegmentCheckOption
   };
 
   if (result.lastNonZeroPage < 0) {
-    if (!options.partial) report("size", `holds no WAL (${content.length} zero bytes)`);
+    // Readers stop after a first page of zeros, so the length read says nothing about the file's.
+    if (!options.partial)
+      report("size", content.length === 0 ? "is empty" : "holds no WAL (its first page is all zeros)");
     return result;
   }
   if (content.length < LONG_PAGE_HEADER_SIZE) {

@@ -48,6 +48,8 @@ export interface ArchiveStatus {
   newestModified: string | null;
   /** Seconds since newestModified (0 when it lies in the future). */
   ageSeconds: number | null;
+  /** Entries named like WAL that are not regular files (links, FIFOs, devices, directories): never read. */
+  irregularFiles: string[];
 }
 
 export interface ArchiveStatusOptions {
@@ -63,7 +65,13 @@ async function archiveIdentity(
   for (const entry of segments) {
     let prefix: Buffer | undefined;
     try {
-      prefix = await source.readPrefix(entry.fileName, LONG_PAGE_HEADER_SIZE);
+      const read = await source.readSegment(
+        entry.fileName,
+        entry.compression,
+        entry.partial,
+        LONG_PAGE_HEADER_SIZE,
+      );
+      prefix = read?.content.subarray(0, LONG_PAGE_HEADER_SIZE);
     } catch {
       continue; // a damaged file says nothing about the archive; `verify` reports it
     }
@@ -154,6 +162,7 @@ export async function archiveStatus(
     newestModified: newestEntry === undefined ? null : new Date(newestEntry.mtimeMs).toISOString(),
     ageSeconds:
       newestEntry === undefined ? null : Math.max(0, Math.floor((now - newestEntry.mtimeMs) / 1000)),
+    irregularFiles: listing.irregular.map((entry) => entry.fileName),
   };
 }
 
@@ -164,7 +173,7 @@ async function partialStatus(
 ): Promise<PartialStatus | null> {
   let content: Buffer | undefined;
   try {
-    content = await source.readContent(entry.fileName, segmentSize);
+    content = (await source.readSegment(entry.fileName, entry.compression, entry.partial))?.content;
   } catch {
     return null;
   }
@@ -214,6 +223,11 @@ export function formatArchiveStatus(status: ArchiveStatus): string {
   if (status.partial !== null) {
     lines.push(
       `  partial ${status.partial.file}: ${formatBytes(status.partial.usedBytes)} used (${(status.partial.fraction * 100).toFixed(1)}%)`,
+    );
+  }
+  if (status.irregularFiles.length > 0) {
+    lines.push(
+      `  problem: ${status.irregularFiles.length} entr${status.irregularFiles.length === 1 ? "y" : "ies"} named like WAL but not regular files (not read): ${status.irregularFiles.join(", ")}`,
     );
   }
   if (status.newestFile !== null) {

@@ -7,18 +7,20 @@ import { parseTimelineHistory, type TimelineHistoryEntry } from "../protocol/rep
 import { historyFileName } from "../wal/names.js";
 import { type ArchiveSource, archiveSourceOf } from "./archive-source.js";
 
-/** History files are small; anything larger is not one. */
-const MAX_HISTORY_BYTES = 16 * 1024 * 1024;
+/** A history file larger than this is not one (each line names one ancestor timeline). */
+const MAX_HISTORY_FILE = 64 * 1024 * 1024;
 
-/** Reads and parses TTTTTTTT.history in the archive; undefined when it does not exist. */
+/**
+ * Reads and parses TTTTTTTT.history in the archive; undefined when it does not exist. In a
+ * directory only a regular file is read (NotRegularFileError otherwise).
+ */
 export async function readTimelineHistory(
   archive: string | ArchiveSource,
   timeline: number,
 ): Promise<TimelineHistoryEntry[] | undefined> {
-  const content = await archiveSourceOf(archive).readSmallFile(historyFileName(timeline), MAX_HISTORY_BYTES);
+  const content = await archiveSourceOf(archive).readSmallFile(historyFileName(timeline), MAX_HISTORY_FILE);
   if (content === undefined) return undefined;
-  const text = content.toString("utf8");
-  const entries = parseTimelineHistory(text);
+  const entries = parseTimelineHistory(content.toString("utf8"));
   const wrong = entries.find((entry) => entry.timeline >= timeline);
   if (wrong !== undefined) {
     throw new RangeError(`${historyFileName(timeline)} names timeline ${wrong.timeline} as an ancestor`);

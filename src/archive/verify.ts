@@ -7,7 +7,9 @@
 import { StorageError } from "../errors.js";
 import { formatLsn, type Lsn, maxLsn, minLsn, segmentNumberOf, segmentStartLsn } from "../lsn.js";
 import type { TimelineHistoryEntry } from "../protocol/replication.js";
+import { ObjectStoreError } from "../store/store-errors.js";
 import { historyFileName, parseWalFileName, walFileName } from "../wal/names.js";
+import { NotRegularFileError } from "./archive-file.js";
 import type { SegmentFileEntry } from "./archive-listing.js";
 import { type ArchiveSource, archiveSourceOf } from "./archive-source.js";
 import { checkSegmentContent, type SegmentCheck } from "./segment-check.js";
@@ -15,6 +17,7 @@ import { expectedTimelineOf, isOnPath, readTimelineHistory, recoveryPath } from 
 
 export type VerifyProblemKind =
   | "unreadable"
+  | "not-regular-file"
   | "size"
   | "page-header"
   | "timeline"
@@ -103,7 +106,9 @@ async function readHistories(
       const entries = await readTimelineHistory(source, timeline);
       if (entries !== undefined) histories.set(timeline, entries);
     } catch (error) {
-      if (error instanceof StorageError) {
+      if (error instanceof NotRegularFileError) {
+        problems.push({ kind: "not-regular-file", file, message: error.message });
+      } else if (error instanceof StorageError || error instanceof ObjectStoreError) {
         problems.push({ kind: "unreadable", file, message: error.message });
       } else {
         problems.push({ kind: "bad-history", file, message: `${file}: ${(error as Error).message}` });
@@ -127,9 +132,10 @@ async function checkSegments(
   for (const entry of segments) {
     let content: Buffer | undefined;
     try {
-      content = await source.readContent(entry.fileName);
+      content = (await source.readSegment(entry.fileName, entry.compression, entry.partial))?.content;
     } catch (error) {
-      problems.push({ kind: "unreadable", file: entry.fileName, message: (error as Error).message });
+      const kind = error instanceof NotRegularFileError ? "not-regular-file" : "unreadable";
+      problems.push({ kind, file: entry.fileName, message: (error as Error).message });
       checked.push({ entry });
       continue;
     }
@@ -220,6 +226,18 @@ export async function verifyArchive(
     new Set([...segmentTimelines, ...historyTimelines]),
     problems,
   );
+  for (const { fileName, kind } of listing.irregular) {
+    const reported = problems.some(
+      (problem) => problem.kind === "not-regular-file" && problem.file === fileName,
+    );
+    if (!reported) {
+      problems.push({
+        kind: "not-regular-file",
+        file: fileName,
+        message: new NotRegularFileError(fileName, kind).message,
+      });
+    }
+  }
   for (const timeline of [...segmentTimelines].sort((a, b) => a - b)) {
     if (timeline > 1 && !historyTimelines.has(timeline)) {
       problems.push({

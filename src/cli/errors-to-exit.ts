@@ -21,47 +21,38 @@ export interface FatalReportOptions {
   programName: string;
   /** Print the stack trace (--log-level debug or trace). */
   showStack: boolean;
-  /** Values that must never be printed (a password typed at the prompt, PGPASSWORD, …). */
-  secrets?: readonly (string | undefined)[];
 }
 
 export function reportFatalError(error: unknown, options: FatalReportOptions): FatalReport {
   const prefix = options.programName;
-  const scrub = (text: string) => redactSecrets(text, options.secrets ?? []);
+  // No scrubbing: passwords are kept out of messages where they are made (conninfo masks them
+  // wherever it echoes a connection string), and rewriting every occurrence of a short password
+  // mangles the message and reveals the password ("conn***ction" for password "e").
   const lines: string[] = [];
   const fields: Record<string, unknown> = {};
   let message: string;
   if (error instanceof PgwalError) {
-    message = scrub(error.message);
+    message = error.message;
     lines.push(`${prefix}: error: ${message}`);
     fields.errorType = error.name;
     if (error instanceof ServerError) {
       fields.sqlstate = error.code;
-      if (error.fields.detail) lines.push(`${prefix}: detail: ${scrub(error.fields.detail)}`);
-      if (error.fields.hint) lines.push(`${prefix}: hint: ${scrub(error.fields.hint)}`);
+      if (error.fields.detail) lines.push(`${prefix}: detail: ${error.fields.detail}`);
+      if (error.fields.hint) lines.push(`${prefix}: hint: ${error.fields.hint}`);
     }
   } else {
     // Not one of our typed errors: a bug. Say so, so it gets reported rather than worked around.
     const text = error instanceof Error ? error.message : String(error);
-    message = scrub(`internal error: ${text}`);
+    message = `internal error: ${text}`;
     lines.push(`${prefix}: error: ${message}`);
     fields.errorType = error instanceof Error ? error.name : typeof error;
     if (!options.showStack)
       lines.push(`${prefix}: hint: this is a bug in pgwal; run with --log-level=debug for a stack trace`);
   }
   if (options.showStack && error instanceof Error && error.stack) {
-    lines.push(...scrub(error.stack).split("\n"));
+    lines.push(...error.stack.split("\n"));
   }
   return { lines, exitCode: ExitCode.Failure, fields, message };
-}
-
-/** Replaces every occurrence of each non-empty secret with "***". */
-export function redactSecrets(text: string, secrets: readonly (string | undefined)[]): string {
-  let result = text;
-  for (const secret of secrets) {
-    if (secret !== undefined && secret.length > 0) result = result.replaceAll(secret, "***");
-  }
-  return result;
 }
 
 /** Lines for a usage error: the message, then pg_receivewal's hint where it gives one. */

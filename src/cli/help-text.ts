@@ -7,6 +7,9 @@ export function receiveCommandName(programName: string): string {
   return programName === "pg_receivewal" ? programName : `${programName} receive`;
 }
 
+const ZSTD_HELP = `
+                         (pgwal also: zstd[:LEVEL], with Node.js 22.15+)`;
+
 export function receiveHelpText(programName: string): string {
   const command = receiveCommandName(programName);
   return `${command} streams write-ahead log from a PostgreSQL server into a directory.
@@ -29,7 +32,7 @@ Options:
   -V, --version          print the version, then exit
   -Z, --compress=METHOD[:DETAIL]
                          compress segments: gzip[:LEVEL], lz4[:LEVEL], none,
-                         or a bare gzip level (0 = none)
+                         or a bare gzip level (0 = none)${programName === "pg_receivewal" ? "" : ZSTD_HELP}
   -?, --help             show this help, then exit
 
 Connection options:
@@ -68,6 +71,10 @@ Object store (pgwal):
       --upload-state-file=PATH
                            where upload progress is kept (default: per archive
                            and target in $STATE_DIRECTORY or ~/.local/state/pgwal)
+
+Retention (pgwal):
+      --retention=DURATION remove segments completed more than DURATION ago
+                           (e.g. 7d) after each new segment; see "cleanup"
 
 Monitoring (pgwal):
       --metrics-listen=HOST:PORT

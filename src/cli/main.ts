@@ -53,6 +53,10 @@ export async function main(
     const { runStatusCommand } = await import("./status-command.js");
     return runStatusCommand(args.slice(1), programName, io);
   }
+  if (args[0] === "cleanup") {
+    const { runCleanupCommand } = await import("./cleanup-command.js");
+    return runCleanupCommand(args.slice(1), programName, io);
+  }
   return topLevel(args, programName, io);
 }
 
@@ -88,14 +92,12 @@ async function receive(args: readonly string[], programName: string, io: MainIo)
   const level = chooseLogLevel(options.verbose, options.logLevel);
   const format = chooseLogFormat(options.logFormat, io.stderrIsTerminal);
   const logger = await createCliLogger({ programName, level, format, colorize: io.stderrIsTerminal });
-  const secrets: string[] = [];
   try {
     return await runReceiveCommand(options, {
       programName,
       env: io.env,
       logger,
       askPassword: () => promptPasswordOnTerminal(),
-      onSecret: (secret) => secrets.push(secret),
       // The catch-up line is for people watching a terminal; JSON logs are for machines.
       progressOutput: io.stderrIsTerminal && format === "pretty" ? io.stderr : undefined,
     });
@@ -103,7 +105,6 @@ async function receive(args: readonly string[], programName: string, io: MainIo)
     const report = reportFatalError(error, {
       programName,
       showStack: level === "debug" || level === "trace",
-      secrets,
     });
     // JSON logs get a structured line for shippers; the plain line below is for scripts and people.
     if (format === "json") logger.fatal(report.fields, report.message);
@@ -127,6 +128,7 @@ async function topLevel(args: readonly string[], programName: string, io: MainIo
     .command("restore", "restore_command: copy one WAL file from the archive (restore %f %p)")
     .command("verify", "check every file of an archive (verify DIR)")
     .command("status", "show what an archive holds and how far behind a server it is (status DIR)")
+    .command("cleanup", "remove WAL an archive no longer needs (cleanup DIR --before WALFILE | --keep 7d)")
     .demandCommand(1, "no command given")
     .strict()
     .help("help")

@@ -14,11 +14,43 @@ export interface MetricsServer {
   close(): Promise<void>;
 }
 
+/**
+ * Bounds on what clients may hold, so that slow or idle ones cannot take the file descriptors the
+ * receiver needs for the archive (an EMFILE there fails a directory fsync, which stops it).
+ */
+export interface MetricsServerLimits {
+  /** Connections open at once; further ones are closed as they arrive. */
+  maxConnections: number;
+  /** Time a client has to send its request headers, and the longest a connection may sit silent. */
+  headersTimeoutMs: number;
+  /** Time a client has to send its whole request. */
+  requestTimeoutMs: number;
+  /** Time an idle keep-alive connection stays open after a response. */
+  keepAliveTimeoutMs: number;
+  /** How often the two request timeouts are checked. */
+  checkIntervalMs: number;
+}
+
+export const DEFAULT_METRICS_SERVER_LIMITS: MetricsServerLimits = {
+  maxConnections: 16,
+  headersTimeoutMs: 10_000,
+  requestTimeoutMs: 10_000,
+  keepAliveTimeoutMs: 5_000,
+  checkIntervalMs: 1_000,
+};
+
 export async function startMetricsServer(
-  metrics: ReceiverMetrics,
+  metrics: Pick<ReceiverMetrics, "registry" | "health">,
   listen: ListenAddress,
+  limits: MetricsServerLimits = DEFAULT_METRICS_SERVER_LIMITS,
 ): Promise<MetricsServer> {
-  const server: Server = createServer((request, response) => {
+  const serverOptions = {
+    headersTimeout: limits.headersTimeoutMs,
+    requestTimeout: limits.requestTimeoutMs,
+    keepAliveTimeout: limits.keepAliveTimeoutMs,
+    connectionsCheckingInterval: limits.checkIntervalMs,
+  };
+  const server: Server = createServer(serverOptions, (request, response) => {
     const path = (request.url ?? "/").split("?")[0];
     if (request.method !== "GET" && request.method !== "HEAD") {
       response
@@ -43,6 +75,10 @@ export async function startMetricsServer(
     }
     response.writeHead(404, { "content-type": "text/plain" }).end("try /metrics or /healthz\n");
   });
+  server.maxConnections = limits.maxConnections;
+  // The request timeouts only start with a request's first byte: a client that connects and sends
+  // nothing is ended by the socket's inactivity timeout.
+  server.setTimeout(limits.headersTimeoutMs);
   // A scrape must never keep the process alive after the receiver stopped.
   server.unref();
   await new Promise<void>((resolve, reject) => {

@@ -6,6 +6,7 @@
 import type { PgwalError } from "../errors.js";
 import type { Lsn } from "../lsn.js";
 import { type CompressionSpec, parseCompressionSpec } from "../wal/compression.js";
+import { parseDuration } from "./duration.js";
 import { ExitCode } from "./exit-codes.js";
 import { getoptLong, type OptionSpec, type ParsedOption } from "./getopt.js";
 import { receiveHelpText } from "./help-text.js";
@@ -67,6 +68,8 @@ export interface ReceiveArgs {
   uploadHoldsSlot: boolean;
   /** --upload-state-file; absent = defaultUploadStateFile(directory, target). */
   uploadStateFile?: string;
+  /** --retention: remove segments completed longer ago than this many milliseconds. */
+  retentionMs?: number;
 }
 
 /** Where the metrics endpoint listens: an explicit host (never a wildcard by default) and a port (0 = any free one). */
@@ -122,7 +125,8 @@ type OptionKey =
   | "uploadConcurrency"
   | "partialUploadInterval"
   | "uploadHoldsSlot"
-  | "uploadStateFile";
+  | "uploadStateFile"
+  | "retention";
 
 interface ReceiveOptionSpec extends OptionSpec {
   key: OptionKey;
@@ -165,6 +169,7 @@ export const RECEIVE_OPTIONS: readonly ReceiveOptionSpec[] = [
   { key: "partialUploadInterval", long: "partial-upload-interval", takesValue: true, env: "string" },
   { key: "uploadHoldsSlot", long: "upload-holds-slot", takesValue: false, env: "boolean" },
   { key: "uploadStateFile", long: "upload-state-file", takesValue: true, env: "string" },
+  { key: "retention", long: "retention", takesValue: true, env: "string" },
 ];
 
 /** PGWAL_DIRECTORY for --directory, PGWAL_NO_LOOP for --no-loop, … */
@@ -200,7 +205,9 @@ export function parseReceiveArgs(argv: readonly string[], context: ParseContext)
   }
   try {
     const given = collectValues(split.options, context.env ?? {});
-    return { kind: "run", args: validate(given, split.operands) };
+    // Started as pg_receivewal, -Z zstd is refused as pg_receivewal refuses it.
+    const allowZstd = context.programName !== "pg_receivewal";
+    return { kind: "run", args: validate(given, split.operands, allowZstd) };
   } catch (error) {
     if (error instanceof OptionProblem) return usageError(error.message, error.showHint);
     throw error;
@@ -263,7 +270,7 @@ function collectValues(options: readonly ParsedOption[], env: NodeJS.ProcessEnv)
 }
 
 /** pg_receivewal's checks after option parsing, in its order. */
-function validate(given: GivenValues, operands: readonly string[]): ReceiveArgs {
+function validate(given: GivenValues, operands: readonly string[], allowZstd: boolean): ReceiveArgs {
   const { strings, flags } = given;
   if (operands.length > 0) {
     throw new OptionProblem(`too many command-line arguments (first is "${operands[0]}")`, true);
@@ -285,7 +292,7 @@ function validate(given: GivenValues, operands: readonly string[]): ReceiveArgs 
   if (strings.directory === undefined && !createSlot && !dropSlot) {
     throw new OptionProblem("no target directory specified", true);
   }
-  const compression = parseCompression(strings.compress);
+  const compression = parseCompression(strings.compress, allowZstd);
   const hookHoldsSlot = flags.hookHoldsSlot === true;
   if (hookHoldsSlot && strings.onSegment === undefined)
     throw new OptionProblem("--hook-holds-slot needs a hook given with --on-segment", true);
@@ -333,6 +340,15 @@ function validate(given: GivenValues, operands: readonly string[]): ReceiveArgs 
       );
     }
     args.metricsListen = address;
+  }
+  if (strings.retention !== undefined) {
+    const retentionMs = parseDuration(strings.retention);
+    if (retentionMs === undefined)
+      throw new OptionProblem(
+        `invalid value "${strings.retention}" for option --retention (expected a duration, e.g. 36h or 7d)`,
+        true,
+      );
+    args.retentionMs = retentionMs;
   }
   return args;
 }
@@ -416,10 +432,10 @@ export function parseListenAddress(text: string): ListenAddress | undefined {
   return { host: (match[1] ?? match[2])!, port };
 }
 
-function parseCompression(text: string | undefined): CompressionSpec {
+function parseCompression(text: string | undefined, allowZstd: boolean): CompressionSpec {
   if (text === undefined) return { method: "none" };
   try {
-    return parseCompressionSpec(text);
+    return parseCompressionSpec(text, { allowZstd });
   } catch (error) {
     throw new OptionProblem((error as PgwalError).message, false);
   }

@@ -6,11 +6,13 @@
  */
 import { opendir } from "node:fs/promises";
 import path from "node:path";
+import { type LockAttempt, tryLockArchive } from "../archive/archive-lock.js";
 import { identifySystem } from "../connection/commands.js";
 import type { ConnectionSettings } from "../connection/conninfo.js";
 import { UsageError } from "../errors.js";
 import type { SegmentHookRunner } from "../hooks/segment-hooks.js";
 import { formatLsn, type Lsn, minLsn } from "../lsn.js";
+import type { ArchiveRetention } from "../receiver/archive-retention.js";
 import type { ReceiverLogger } from "../receiver/logger.js";
 import { WalReceiver } from "../receiver/receiver.js";
 import type { WalUploader } from "../store/wal-uploader.js";
@@ -34,8 +36,6 @@ export interface ReceiveCommandContext {
   signals?: SignalSource;
   /** Called on a second stop signal (default: exit 1 at once). */
   forceExit?: (signal: StopSignal) => void;
-  /** Receives every password the command learns, so error output can mask it. */
-  onSecret?: (secret: string) => void;
   /** Where the catch-up progress line goes (a terminal); absent = no progress line. */
   progressOutput?: (text: string) => void;
 }
@@ -50,13 +50,11 @@ export async function runReceiveCommand(
   if (!slotAction) await checkDirectory(args.directory!);
 
   const baseSettings = buildConnectionSettings(args, context.programName, context.env);
-  if (baseSettings.password !== undefined) context.onSecret?.(baseSettings.password);
   const { connection, settings } = await connectFirst(baseSettings, {
     prompt: args.passwordPrompt,
     askPassword: context.askPassword,
     logger,
   });
-  if (settings.password !== undefined) context.onSecret?.(settings.password);
 
   try {
     checkServerVersionForStreaming(connection.serverVersionNum, connection.parameters.get("server_version"));
@@ -107,6 +105,7 @@ async function stream(
       directory,
       stateFile: args.hookStateFile ?? (await defaultHookStateFile(directory, context.env)),
       logger,
+      compression: args.compression.method,
     });
   }
   // The S3 client is loaded only for an s3:// target; keys and bucket are checked before streaming.
@@ -132,6 +131,26 @@ async function stream(
     flushCap: holds.length === 0 ? undefined : () => holds.map((hold) => hold()).reduce(minLsn),
   });
   positions = () => receiver.positions;
+  let retention: ArchiveRetention | undefined;
+  if (args.retentionMs !== undefined) {
+    const keeps: (() => Lsn)[] = [];
+    if (hooks !== undefined) keeps.push(() => hooks.holdPosition);
+    if (uploader !== undefined) keeps.push(() => uploader.holdPosition);
+    const { ArchiveRetention } = await import("../receiver/archive-retention.js");
+    const runner = new ArchiveRetention({
+      directory,
+      keepMs: args.retentionMs,
+      logger,
+      // Nothing a hook or an upload still needs is removed, whatever the *-holds-slot flags say.
+      holdPosition: keeps.length === 0 ? undefined : () => keeps.map((keep) => keep()).reduce(minLsn),
+    });
+    let segmentSize = 0;
+    receiver.on("connected", (event) => {
+      segmentSize = event.segmentSize;
+    });
+    receiver.on("segment", () => runner.segmentCompleted(segmentSize));
+    retention = runner;
+  }
   let hookStartFailure: unknown;
   if (hooks !== undefined) {
     receiver.on("connected", (event) => {
@@ -213,6 +232,18 @@ async function stream(
     },
     context.signals,
   );
+  // Tells `pgwal cleanup` a receiver is writing here. Not a guard against a second receiver: any
+  // local user can bind an abstract socket name, and that must not be able to stop archiving.
+  const lockAttempt = await tryLockArchive(directory).catch((error: unknown): LockAttempt => {
+    logger.warn({ err: error }, `could not take the lock of archive "${directory}": ${String(error)}`);
+    return { acquired: false };
+  });
+  if (!lockAttempt.acquired && lockAttempt.holderPid !== undefined) {
+    logger.warn(
+      { holderPid: lockAttempt.holderPid },
+      `process ${lockAttempt.holderPid} holds the lock of archive "${directory}": is a second receiver writing it?`,
+    );
+  }
   let stopReason = "stopped";
   try {
     const exit = await receiver.run();
@@ -245,6 +276,8 @@ async function stream(
       await uploader.stop();
       uploader.destroy();
     }
+    await retention?.stop();
+    if (lockAttempt.acquired) await lockAttempt.lock.release();
     await notifier.stopping(stopReason);
     await metricsServer?.close();
     removeSignalHandlers();

@@ -1,9 +1,10 @@
 /**
  * `pgwal restore %f %p [--directory DIR]`, for restore_command. Exit 0 when restored; 1 when the
  * archive does not have the file, printing nothing (recovery asks for files past the end of the
- * archive all the time, and treats any failure as "not there"); 3 with one line on stderr when the
- * file is corrupt, the copy failed, or the command line is wrong (so a typo in postgresql.conf
- * shows in the server log instead of looking like the end of the archive).
+ * archive all the time); 128 with one line on stderr for every failure: a corrupt file, an I/O
+ * error, a missing or unusable archive directory, a wrong command line. PostgreSQL reads any
+ * status from 1 to 125 as "not in the archive" and would end a recovery early; a status above 125
+ * stops it, so the failure lands in the server log instead of being mistaken for the end of the archive.
  */
 import { RESTORE_EXIT, restoreExitCode, restoreFile } from "../archive/restore.js";
 import { openArchiveLocation } from "./archive-location.js";
@@ -25,10 +26,11 @@ Options:
   -?, --help             show this help, then exit
 
 Segments stored compressed (.gz, .lz4) or as .partial are restored as plain, full-size segments
-after their page headers are checked.
+after their page headers are checked. Only regular files inside the archive are read.
 
-Exit status: 0 restored; 1 not in the archive (nothing printed); 3 corrupt file, I/O error or
-wrong usage (one line on stderr).
+Exit status: 0 restored; 1 not in the archive (nothing printed); 128 corrupt file, I/O error,
+missing archive directory or wrong usage (one line on stderr): above 125, so that PostgreSQL
+stops the recovery instead of taking the failure for the end of the archive.
 `;
 }
 

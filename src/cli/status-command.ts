@@ -3,19 +3,21 @@
  * when a server is named, where the server is (IDENTIFY_SYSTEM) and how many bytes the archive is
  * behind it. Exit 0 when the status could be shown, 1 otherwise.
  */
+
+import { type TimelineTimes, timelineTimes } from "../archive/recovery-target.js";
 import {
   type ArchiveStatus,
   archiveStatus,
   archiveStatusJson,
   formatArchiveStatus,
 } from "../archive/status.js";
+import { archiveTimeMap } from "../archive/time-map.js";
 import { identifySystem } from "../connection/commands.js";
 import { formatLsn, parseLsn } from "../lsn.js";
 import type { ReceiverLogger } from "../receiver/logger.js";
 import { openArchiveLocation } from "./archive-location.js";
 import type { CommandIo } from "./command-io.js";
 import { buildConnectionSettings, connectFirst } from "./connect.js";
-import { redactSecrets } from "./errors-to-exit.js";
 import type { PasswordPrompt } from "./options.js";
 import { DIRECTORY_OPTION, directoryFrom, parseSubcommandArgs } from "./subcommand-args.js";
 
@@ -51,6 +53,11 @@ Connection options (optional: with one of them, the server's position and the la
   -U, --username=NAME    user name to connect as (needs the REPLICATION attribute)
   -w, --no-password      never prompt for a password
   -W, --password         prompt for a password before connecting
+
+Also shows, per timeline, the time range of the archive's commits/aborts and its restore points,
+from the archive's time map (kept outside the archive in $STATE_DIRECTORY, else
+$XDG_STATE_HOME/pgwal or ~/.local/state/pgwal; its first build reads every WAL record once).
+The time map is built for a local archive directory only, not for s3://.
 `;
 }
 
@@ -96,9 +103,9 @@ export async function runStatusCommand(
   programName: string,
   io: CommandIo,
 ): Promise<number> {
-  const secrets: string[] = [];
+  // Passwords never enter messages (connection strings are echoed masked): nothing to scrub here.
   const fail = (message: string): number => {
-    io.stderr(`${programName}: error: ${redactSecrets(message, secrets)}\n`);
+    io.stderr(`${programName}: error: ${message}\n`);
     return 1;
   };
   const parsed = parseSubcommandArgs(argv, [
@@ -126,18 +133,22 @@ export async function runStatusCommand(
     const opened = await openArchiveLocation(directory, io.env);
     close = opened.close;
     const status = await archiveStatus(opened.archive);
+    // The time map reads local files only; a bucket's status has no time ranges.
+    const times = typeof opened.archive === "string" ? await timesOf(directory, programName, io) : null;
     const wantsServer = CONNECTION_KEYS.some((key) => args.values.has(key));
-    const server = wantsServer
-      ? await serverPosition(args.values, status, programName, io, secrets)
-      : undefined;
+    const server = wantsServer ? await serverPosition(args.values, status, programName, io) : undefined;
     if (args.values.has("json")) {
       io.stdout(
-        server === undefined
+        server === undefined && times === null
           ? archiveStatusJson(status)
-          : `${JSON.stringify({ ...status, server }, null, 2)}\n`,
+          : `${JSON.stringify({ ...status, ...(times === null ? {} : { timeMap: times }), ...(server === undefined ? {} : { server }) }, null, 2)}\n`,
       );
     } else {
-      io.stdout(formatArchiveStatus(status) + (server === undefined ? "" : formatServerPosition(server)));
+      io.stdout(
+        formatArchiveStatus(status) +
+          (times === null ? "" : formatTimelineTimes(times)) +
+          (server === undefined ? "" : formatServerPosition(server)),
+      );
     }
     return 0;
   } catch (error) {
@@ -152,7 +163,6 @@ async function serverPosition(
   status: ArchiveStatus,
   programName: string,
   io: CommandIo,
-  secrets: string[],
 ): Promise<ServerPosition> {
   const settings = buildConnectionSettings(
     {
@@ -164,7 +174,6 @@ async function serverPosition(
     programName,
     io.env,
   );
-  if (settings.password !== undefined) secrets.push(settings.password);
   const prompt: PasswordPrompt = values.has("noPassword")
     ? "never"
     : values.has("password")
@@ -199,4 +208,36 @@ function warningsOnStderr(programName: string, io: CommandIo): ReceiverLogger {
   const warn = (_fields: Record<string, unknown>, message: string) =>
     io.stderr(`${programName}: warning: ${message}\n`);
   return { debug() {}, info() {}, warn, error: warn };
+}
+
+/** The time map's view per timeline; null (with a warning) when it could not be built. */
+async function timesOf(
+  directory: string,
+  programName: string,
+  io: CommandIo,
+): Promise<TimelineTimes[] | null> {
+  try {
+    const { map, saveError } = await archiveTimeMap(directory, { env: io.env });
+    if (saveError !== null) io.stderr(`${programName}: warning: time map index not saved: ${saveError}\n`);
+    return timelineTimes(map);
+  } catch (error) {
+    io.stderr(
+      `${programName}: warning: no time map: ${error instanceof Error ? error.message : String(error)}\n`,
+    );
+    return null;
+  }
+}
+
+export function formatTimelineTimes(times: readonly TimelineTimes[]): string {
+  const lines: string[] = [];
+  for (const timeline of times) {
+    lines.push(
+      timeline.firstCommit === null
+        ? `  timeline ${timeline.timeline}: no commit or abort`
+        : `  timeline ${timeline.timeline}: commits/aborts from ${timeline.firstCommit} to ${timeline.lastCommit}`,
+    );
+    for (const point of timeline.restorePoints)
+      lines.push(`    restore point ${JSON.stringify(point.name)} at ${point.time} (${point.lsn})`);
+  }
+  return lines.length === 0 ? "" : `${lines.join("\n")}\n`;
 }

@@ -1,5 +1,7 @@
 import { ProtocolError, ServerError } from "../errors.js";
 import { formatLsn, type Lsn, tryParseLsn } from "../lsn.js";
+import { escapeControlCharacters } from "../protocol/untrusted-text.js";
+import { historyFileName } from "../wal/names.js";
 import type { PgConnection, QueryResult } from "./connection.js";
 
 /**
@@ -32,25 +34,44 @@ function singleRow(results: QueryResult[], command: string, columns: number): (s
   return result.rows[0]!;
 }
 
+/** A server value for a message: quoted, control characters escaped. */
+function shown(value: string | null | undefined): string {
+  return value === null || value === undefined ? "NULL" : `"${escapeControlCharacters(value)}"`;
+}
+
 function lsnField(value: string | null, what: string): Lsn {
   const lsn = value === null ? undefined : tryParseLsn(value);
-  if (lsn === undefined) throw new ProtocolError(`could not parse ${what} "${value}"`);
+  if (lsn === undefined) throw new ProtocolError(`could not parse ${what} ${shown(value)}`);
   return lsn;
 }
 
 function intField(value: string | null, what: string): number {
-  const n = value === null ? Number.NaN : Number(value);
-  if (!Number.isSafeInteger(n)) throw new ProtocolError(`could not parse ${what} "${value}"`);
+  const n = value === null || !/^\d+$/.test(value) ? Number.NaN : Number(value);
+  if (!Number.isSafeInteger(n)) throw new ProtocolError(`could not parse ${what} ${shown(value)}`);
   return n;
+}
+
+/** Timeline IDs are unsigned 32-bit and never 0; anything else cannot name a WAL file. */
+const MAX_TIMELINE = 0xffff_ffff;
+
+/** A timeline from a result row: a ProtocolError (the server's fault, worth a reconnect) when impossible. */
+function timelineField(value: string | null, what: string, where: string): number {
+  const timeline = intField(value, what);
+  if (timeline < 1 || timeline > MAX_TIMELINE) {
+    throw new ProtocolError(
+      `server reported invalid ${what} ${timeline} in ${where} (expected 1 to ${MAX_TIMELINE})`,
+    );
+  }
+  return timeline;
 }
 
 export async function identifySystem(conn: PgConnection): Promise<SystemIdentity> {
   const row = singleRow(await conn.query("IDENTIFY_SYSTEM"), "identify system", 3);
   if (row[0] === null || !/^\d+$/.test(row[0]))
-    throw new ProtocolError(`could not parse system identifier "${row[0]}"`);
+    throw new ProtocolError(`could not parse system identifier ${shown(row[0])}`);
   return {
     systemId: BigInt(row[0]),
-    timeline: intField(row[1] ?? null, "timeline"),
+    timeline: timelineField(row[1] ?? null, "timeline", "IDENTIFY_SYSTEM"),
     xlogpos: lsnField(row[2] ?? null, "write-ahead log location"),
     dbname: row[3] ?? null,
   };
@@ -65,7 +86,7 @@ export async function showSetting(conn: PgConnection, name: string): Promise<str
 /** Parses SHOW wal_segment_size output ("16MB", "1GB", "1048576kB" …) into bytes. */
 export function parseMemorySetting(text: string): number {
   const match = /^(\d+)\s*(B|kB|MB|GB|TB)?$/.exec(text.trim());
-  if (!match) throw new ProtocolError(`could not parse memory setting "${text}"`);
+  if (!match) throw new ProtocolError(`could not parse memory setting ${shown(text)}`);
   const unit = { B: 1, kB: 1024, MB: 1024 ** 2, GB: 1024 ** 3, TB: 1024 ** 4 }[match[2] ?? "B"]!;
   return Number(match[1]) * unit;
 }
@@ -90,11 +111,13 @@ export async function readReplicationSlot(
     3,
   );
   if (row[0] === null) return undefined;
-  if (row[0] !== "physical" && row[0] !== "logical") throw new ProtocolError(`unknown slot type "${row[0]}"`);
+  if (row[0] !== "physical" && row[0] !== "logical")
+    throw new ProtocolError(`unknown slot type ${shown(row[0])}`);
   return {
     slotType: row[0],
     restartLsn: row[1] === null ? undefined : lsnField(row[1] ?? null, "restart_lsn"),
-    restartTimeline: row[2] === null ? undefined : intField(row[2] ?? null, "restart_tli"),
+    restartTimeline:
+      row[2] === null ? undefined : timelineField(row[2] ?? null, "timeline", "READ_REPLICATION_SLOT"),
   };
 }
 
@@ -135,14 +158,30 @@ export async function dropSlot(
 }
 
 export interface TimelineHistoryFile {
+  /** The name pgwal computes for the timeline (the server's answer has been checked against it). */
   fileName: string;
   content: Buffer;
+}
+
+/**
+ * The server's name for a timeline's history file must be the one pgwal computes, as
+ * pg_receivewal checks: the name is used for a file and handed to hooks, so a made-up name
+ * (a path, shell syntax) stops here. Returns the computed name.
+ */
+export function checkHistoryFileName(timeline: number, reported: string): string {
+  const expected = historyFileName(timeline);
+  if (reported !== expected) {
+    throw new ProtocolError(
+      `server reported unexpected history file name for timeline ${timeline}: ${escapeControlCharacters(reported)}`,
+    );
+  }
+  return expected;
 }
 
 export async function timelineHistory(conn: PgConnection, timeline: number): Promise<TimelineHistoryFile> {
   const row = singleRow(await conn.query(`TIMELINE_HISTORY ${timeline}`), "fetch timeline history file", 2);
   if (row[0] === null || row[1] === null) throw new ProtocolError("timeline history file is NULL");
-  return { fileName: row[0], content: Buffer.from(row[1]!, "utf8") };
+  return { fileName: checkHistoryFileName(timeline, row[0]!), content: Buffer.from(row[1]!, "utf8") };
 }
 
 export interface StartReplicationOptions {
@@ -178,7 +217,7 @@ export function streamEndFromResults(results: QueryResult[]): StreamEnd {
   const row = tuples.rows[0]!;
   return {
     kind: "timeline-end",
-    timeline: intField(row[0] ?? null, "next timeline"),
+    timeline: timelineField(row[0] ?? null, "next timeline", "the end-of-streaming result"),
     start: lsnField(row[1] ?? null, "next timeline's starting point"),
   };
 }

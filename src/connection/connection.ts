@@ -22,6 +22,7 @@ import {
   startupMessage,
   terminateMessage,
 } from "../protocol/frontend.js";
+import { ConnectionMessageLimits } from "../protocol/message-limits.js";
 import { Backend, backendMessageName } from "../protocol/message-types.js";
 import { tlsServerEndPointHash } from "./auth/channel-binding.js";
 import { md5PasswordResponse } from "./auth/md5.js";
@@ -80,10 +81,12 @@ export class PgConnection {
   ) {
     const socket = transport.socket;
     const ring = transport.readRing;
+    // libpq's size rules from the first byte: small messages only until AuthenticationOk.
+    const limits = new ConnectionMessageLimits();
     this.framer =
       ring === undefined
-        ? new MessageFramer()
-        : new MessageFramer(undefined, undefined, (size) => ring.spares.takeForMessage(size));
+        ? new MessageFramer(undefined, undefined, undefined, limits)
+        : new MessageFramer(undefined, undefined, (size) => ring.spares.takeForMessage(size), limits);
     this.queue = new MessageQueue(
       options.highWaterBytes ?? DEFAULT_HIGH_WATER_BYTES,
       (paused) => {
@@ -279,15 +282,25 @@ export class PgConnection {
    */
   private async startupWithin(remainingMs: number | undefined): Promise<void> {
     if (remainingMs === undefined) return this.startup();
+    let expire: (error: Error) => void = () => undefined;
+    const expired = new Promise<never>((_resolve, reject) => {
+      expire = reject;
+    });
     const timer = setTimeout(
       () => {
-        this.onTransportError(new ConnectionError(`${connectionFailedPrefix(this.target)}: timeout expired`));
+        const error = new ConnectionError(`${connectionFailedPrefix(this.target)}: timeout expired`);
+        this.onTransportError(error);
         this.transport.socket.destroy();
+        // Startup may be waiting on something other than the socket (the SCRAM key derivation).
+        expire(error);
       },
       Math.max(remainingMs, 0),
     );
+    const startup = this.startup();
+    // Once the time is up, how the abandoned startup ends no longer matters.
+    startup.catch(() => undefined);
     try {
-      await this.startup();
+      await Promise.race([startup, expired]);
     } finally {
       clearTimeout(timer);
     }
@@ -354,6 +367,13 @@ export class PgConnection {
       this.withTargetPrefix(() => checkChannelBindingRequirement(bindingMode, kind, scram));
       switch (request.kind) {
         case "ok":
+          // After SASL started, only a verified server signature lets the server in: an early
+          // AuthenticationOk would skip the proof that it knows the password.
+          if (scram !== undefined && !scram.finished) {
+            throw this.prefixed(
+              new AuthenticationError("server sent AuthenticationOk before the SCRAM exchange was complete"),
+            );
+          }
           return;
         case "cleartext-password":
           this.write(passwordMessage(await this.password()));
@@ -377,7 +397,13 @@ export class PgConnection {
         }
         case "sasl-continue":
           if (!scram) throw new ProtocolError("server sent SASLContinue before SASL was started");
-          this.write(saslResponse(this.withTargetPrefix(() => scram!.handleServerFirst(request.data))));
+          this.write(
+            saslResponse(
+              await scram.handleServerFirst(request.data).catch((error: unknown) => {
+                throw this.prefixed(error);
+              }),
+            ),
+          );
           break;
         case "sasl-final":
           if (!scram) throw new ProtocolError("server sent SASLFinal before SASL was started");

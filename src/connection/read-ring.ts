@@ -1,6 +1,7 @@
 /**
- * Socket reads straight into one reused ring of memory (net's `onread` option), for plaintext
- * connections.
+ * Socket reads straight into one reused ring of memory (net's `onread` option): plaintext TCP and
+ * Unix-socket reads land in it directly, and a TLS socket's decrypted records are copied into it
+ * (see `tls-ring-reads.ts`).
  *
  * Why: with Node's default reads every 64 KiB chunk is a fresh allocation, an XLogData message
  * (≈128 KiB) straddles chunks and must be assembled by copying, and a fresh allocation per read
@@ -79,6 +80,23 @@ export class ReadRing {
     const early = this.early;
     this.early = [];
     for (const [chunk, owner] of early) sink(chunk, owner);
+  }
+
+  /** Received bytes are kept for the next sink (the SSLRequest answer is read before the connection exists). */
+  detachSink(): void {
+    this.sink = undefined;
+  }
+
+  /** Bytes a sink took but did not consume: the next sink gets them first. */
+  giveBack(chunk: Buffer, owner: RingChunk): void {
+    if (this.sink) this.sink(chunk, owner);
+    else this.early.unshift([chunk, owner]);
+  }
+
+  /** A chunk nobody will hold a view of (the SSLRequest answer byte): its space can be reused. */
+  discard(owner: RingChunk): void {
+    owner.parsed = true;
+    this.reclaim();
   }
 
   /** Registers the function that resumes reading once the ring has room again. */

@@ -1,11 +1,14 @@
-import { existsSync, readFileSync } from "node:fs";
 import net from "node:net";
 import tls from "node:tls";
 import { ConnectionError } from "../errors.js";
 import { sslRequest } from "../protocol/frontend.js";
-import type { ConnectionSettings, HostTarget, SslMode } from "./conninfo.js";
+import type { ConnectionSettings, HostTarget } from "./conninfo.js";
 import { describeTarget, effectiveSslMode } from "./conninfo.js";
+import { HostNameMismatch } from "./host-name-match.js";
 import { ReadRing } from "./read-ring.js";
+import type { RingChunk } from "./read-ring-chunk.js";
+import { prepareTlsOptions } from "./tls-options.js";
+import { readTlsIntoRing } from "./tls-ring-reads.js";
 
 /** A connected byte stream to one server, plain or TLS, before the startup packet. */
 export interface Transport {
@@ -13,7 +16,7 @@ export interface Transport {
   /** Present when TLS is in use: the server certificate's DER, for SCRAM channel binding. */
   peerCertificateDer?: Buffer;
   target: HostTarget;
-  /** Set for plaintext sockets that read into a reused ring; absent for TLS (bytes come as 'data' events). */
+  /** The reused ring reads land in; absent only for a TLS socket this Node.js cannot read into it ('data' events then). */
   readRing?: ReadRing;
 }
 
@@ -24,10 +27,10 @@ const KEEPALIVE_DELAY_MS = 30_000;
 export function openSocket(
   target: HostTarget,
   timeoutMs: number | undefined,
-  readRing?: ReadRing,
+  readRing: ReadRing,
 ): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
-    const onread = readRing?.onread;
+    const onread = readRing.onread;
     const socket =
       target.socketPath !== undefined
         ? net.connect({ path: target.socketPath, onread })
@@ -80,17 +83,19 @@ function socketErrorText(error: Error, target: HostTarget): string {
 }
 
 /**
- * Reads the single-byte answer to SSLRequest. Bytes arriving after an 'S' would be unencrypted data
- * spliced into the TLS session (CVE-2021-23222), so they are a hard error.
+ * Reads the single-byte answer to SSLRequest from the socket's first read into the ring. Bytes
+ * arriving after an 'S' would be unencrypted data spliced into the TLS session (CVE-2021-23222),
+ * so they are a hard error. The socket is left paused; anything after an 'N' (or a whole error
+ * message) stays in the ring for the connection.
  */
-function readSslResponse(socket: net.Socket, target: HostTarget): Promise<"S" | "N"> {
+function readSslResponse(socket: net.Socket, ring: ReadRing, target: HostTarget): Promise<"S" | "N"> {
   return new Promise((resolve, reject) => {
     const cleanup = () => {
-      socket.off("data", onData);
+      ring.detachSink();
       socket.off("error", onError);
       socket.off("close", onClose);
     };
-    const onData = (chunk: Buffer) => {
+    const onChunk = (chunk: Buffer, owner: RingChunk) => {
       cleanup();
       socket.pause();
       const answer = String.fromCharCode(chunk[0]!);
@@ -101,11 +106,12 @@ function readSslResponse(socket: net.Socket, target: HostTarget): Promise<"S" | 
           ),
         );
       } else if (answer === "S" || answer === "N") {
-        if (chunk.length > 1) socket.unshift(chunk.subarray(1));
+        if (chunk.length > 1) ring.giveBack(chunk.subarray(1), owner);
+        else ring.discard(owner);
         resolve(answer);
       } else if (answer === "E") {
         // Pre-7.0-style servers and some poolers answer with an error: libpq treats it as "no SSL".
-        socket.unshift(chunk);
+        ring.giveBack(chunk, owner);
         resolve("N");
       } else {
         reject(
@@ -125,44 +131,11 @@ function readSslResponse(socket: net.Socket, target: HostTarget): Promise<"S" | 
         new ConnectionError(`${connectionFailedPrefix(target)}: server closed the connection unexpectedly`),
       );
     };
-    socket.on("data", onData);
+    ring.setSink(onChunk);
     socket.on("error", onError);
     socket.on("close", onClose);
     socket.write(sslRequest());
   });
-}
-
-/** The TLS verification a given sslmode asks for, with libpq's root-certificate rules. */
-function tlsOptionsFor(
-  settings: ConnectionSettings,
-  mode: SslMode,
-  target: HostTarget,
-): tls.ConnectionOptions {
-  const options: tls.ConnectionOptions = {};
-  const verify = mode === "verify-ca" || mode === "verify-full";
-  if (verify) {
-    const root = settings.sslrootcert;
-    if (root === "system") {
-      // Node's bundled and system CAs: leave `ca` unset.
-    } else if (root !== undefined && existsSync(root)) {
-      options.ca = readFileSync(root);
-    } else {
-      throw new ConnectionError(
-        `${connectionFailedPrefix(target)}: root certificate file "${root ?? "~/.postgresql/root.crt"}" does not exist\n` +
-          "Either provide the file, use the system's trusted roots with sslrootcert=system, or change sslmode to disable server certificate verification.",
-      );
-    }
-  }
-  options.rejectUnauthorized = verify;
-  // Host name checks only for verify-full, against the host name (not hostaddr), like libpq.
-  options.checkServerIdentity =
-    mode === "verify-full" ? (_host, cert) => tls.checkServerIdentity(target.host, cert) : () => undefined;
-  if (settings.sslcert !== undefined && existsSync(settings.sslcert)) {
-    options.cert = readFileSync(settings.sslcert);
-    if (settings.sslkey !== undefined) options.key = readFileSync(settings.sslkey);
-  }
-  if (settings.sslsni && net.isIP(target.host) === 0) options.servername = target.host;
-  return options;
 }
 
 /**
@@ -174,13 +147,12 @@ export async function openTransport(
   target: HostTarget,
   useTls: boolean,
 ): Promise<Transport> {
-  if (!useTls || target.socketPath !== undefined) {
-    // Known to stay plaintext: read into the ring from the start.
-    const readRing = new ReadRing();
-    return { socket: await openSocket(target, settings.connectTimeoutMs, readRing), target, readRing };
-  }
+  // Every socket reads into the ring from its first byte: `onread` can only be given at creation,
+  // and a socket opened for a possible TLS handshake usually stays plaintext (prefer/allow + 'N').
+  const readRing = new ReadRing();
   const startedAt = Date.now();
-  const socket = await openSocket(target, settings.connectTimeoutMs);
+  const socket = await openSocket(target, settings.connectTimeoutMs, readRing);
+  if (!useTls || target.socketPath !== undefined) return { socket, target, readRing };
   const timeoutMs = settings.connectTimeoutMs;
   // connect_timeout bounds the whole attempt, the SSL negotiation included (as in libpq).
   let timedOut = false;
@@ -195,7 +167,7 @@ export async function openTransport(
           Math.max(0, timeoutMs - (Date.now() - startedAt)),
         );
   try {
-    return await negotiateTls(settings, target, socket);
+    return await negotiateTls(settings, target, socket, readRing);
   } catch (error) {
     if (timedOut)
       throw new ConnectionError(`${connectionFailedPrefix(target)}: timeout expired`, { cause: error });
@@ -209,21 +181,31 @@ async function negotiateTls(
   settings: ConnectionSettings,
   target: HostTarget,
   socket: net.Socket,
+  readRing: ReadRing,
 ): Promise<Transport> {
   const mode = effectiveSslMode(settings);
   try {
-    const answer = await readSslResponse(socket, target);
+    const answer = await readSslResponse(socket, readRing, target);
     if (answer === "N") {
       if (mode === "require" || mode === "verify-ca" || mode === "verify-full") {
         throw new ConnectionError(
           `${connectionFailedPrefix(target)}: server does not support SSL, but SSL was required`,
         );
       }
-      socket.resume();
-      return { socket, target };
+      return { socket, target, readRing };
     }
-    const secure = await upgradeToTls(socket, tlsOptionsFor(settings, mode, target), target);
-    return { socket: secure, target, peerCertificateDer: secure.getPeerCertificate().raw };
+    const { secure, ringReads } = await upgradeToTls(
+      socket,
+      prepareTlsOptions(settings, mode, target, connectionFailedPrefix(target)),
+      target,
+      readRing,
+    );
+    return {
+      socket: secure,
+      target,
+      peerCertificateDer: secure.getPeerCertificate().raw,
+      readRing: ringReads ? readRing : undefined,
+    };
   } catch (error) {
     socket.destroy();
     throw error;
@@ -234,21 +216,22 @@ function upgradeToTls(
   socket: net.Socket,
   options: tls.ConnectionOptions,
   target: HostTarget,
-): Promise<tls.TLSSocket> {
+  readRing: ReadRing,
+): Promise<{ secure: tls.TLSSocket; ringReads: boolean }> {
   return new Promise((resolve, reject) => {
     const secure = tls.connect({ ...options, socket });
+    // The TLS layer now reads the raw socket itself; its decrypted bytes go to the same ring.
+    const ringReads = readTlsIntoRing(secure, readRing);
     const onError = (error: Error) => {
       secure.destroy();
-      reject(
-        new ConnectionError(`${connectionFailedPrefix(target)}: SSL error: ${tlsErrorText(error)}`, {
-          cause: error,
-        }),
-      );
+      // A host name mismatch already has libpq's wording; it is not an OpenSSL error.
+      const text = error instanceof HostNameMismatch ? error.message : `SSL error: ${tlsErrorText(error)}`;
+      reject(new ConnectionError(`${connectionFailedPrefix(target)}: ${text}`, { cause: error }));
     };
     secure.once("error", onError);
     secure.once("secureConnect", () => {
       secure.off("error", onError);
-      resolve(secure);
+      resolve({ secure, ringReads });
     });
   });
 }

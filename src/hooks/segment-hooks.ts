@@ -5,10 +5,13 @@ import { mkdir, open, readdir, readFile, realpath, rename } from "node:fs/promis
 import { homedir } from "node:os";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { StorageError } from "../errors.js";
+import { StorageError, UnsafeFileNameError } from "../errors.js";
 import { formatLsn, type Lsn, parseLsn } from "../lsn.js";
+import { escapeControlCharacters } from "../protocol/untrusted-text.js";
 import { Backoff } from "../receiver/backoff.js";
 import type { ReceiverLogger } from "../receiver/logger.js";
+import type { CompressionMethod } from "../wal/compression.js";
+import { nodeFileSystem } from "../wal/fsync.js";
 import { parseArchiveFileName, parseHistoryFileName, parseWalFileName } from "../wal/names.js";
 
 /**
@@ -27,6 +30,10 @@ export interface SegmentHookOptions {
   stateFile: string;
   logger: ReceiverLogger;
   retryDelayMs?: { initial: number; max: number };
+  /** fsync of a directory, for the state file's creation and rename (tests record the calls). */
+  fsyncDirectory?: (directory: string) => Promise<void>;
+  /** The archive's compression: completed segments are enqueued with its suffix only (default: any). */
+  compression?: CompressionMethod;
 }
 
 export interface HookEvents {
@@ -119,8 +126,12 @@ export class SegmentHookRunner extends EventEmitter<HookEvents> {
     this.running = this.loop();
   }
 
-  /** A segment or history file has been made durable under its final name. */
+  /**
+   * A segment or history file has been made durable under its final name. Throws
+   * UnsafeFileNameError for any name pgwal does not build, so no other string reaches the shell.
+   */
   enqueue(fileName: string): void {
+    this.checkBuiltName(fileName);
     if (this.done.has(fileName) || this.queue.some((q) => q.fileName === fileName)) return;
     this.queue.push({ fileName, endLsn: this.segmentEnd(fileName) });
     this.wake?.();
@@ -133,6 +144,22 @@ export class SegmentHookRunner extends EventEmitter<HookEvents> {
     await this.running;
   }
 
+  /** Names pgwal writes: TTTTTTTT.history, or a complete segment with the archive's compression suffix. */
+  private checkBuiltName(name: string): void {
+    const segment = parseArchiveFileName(name);
+    const expected = this.options.compression;
+    const built =
+      parseHistoryFileName(name) !== undefined ||
+      (segment !== undefined &&
+        !segment.partial &&
+        (expected === undefined || segment.compression === expected));
+    if (!built) {
+      throw new UnsafeFileNameError(
+        `refusing to run the segment hook for a file name pgwal did not build: "${escapeControlCharacters(name)}"`,
+      );
+    }
+  }
+
   private isHookable(name: string): boolean {
     if (parseHistoryFileName(name) !== undefined) return true;
     const parsed = parseArchiveFileName(name);
@@ -141,7 +168,8 @@ export class SegmentHookRunner extends EventEmitter<HookEvents> {
 
   private segmentEnd(name: string): Lsn | undefined {
     const parsed = parseArchiveFileName(name);
-    if (!parsed || parsed.partial) return undefined;
+    // Before start() the segment size is unknown; start() fills in the end of what was queued.
+    if (!parsed || parsed.partial || this.segmentSize === 0) return undefined;
     const wal = parseWalFileName(parsed.walFileName, this.segmentSize);
     return wal ? (wal.segNo + 1n) * BigInt(this.segmentSize) : undefined;
   }
@@ -216,8 +244,17 @@ export class SegmentHookRunner extends EventEmitter<HookEvents> {
       heldUpTo: this.heldUpTo > 0n ? formatLsn(this.heldUpTo) : undefined,
     };
     for (const name of this.done) if (!present.has(name)) this.done.delete(name);
+    const fsyncDirectory = this.options.fsyncDirectory ?? nodeFileSystem.fsyncDirectory;
     try {
-      await mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
+      const stateDirectory = path.dirname(file);
+      const firstCreated = await mkdir(stateDirectory, { recursive: true, mode: 0o700 });
+      if (firstCreated !== undefined) {
+        // Each new directory's entry in its parent must survive a crash too.
+        for (let created = stateDirectory; ; created = path.dirname(created)) {
+          await fsyncDirectory(path.dirname(created));
+          if (created === firstCreated || path.dirname(created) === created) break;
+        }
+      }
       const temp = `${file}.tmp`;
       const handle = await open(temp, "w", 0o600);
       try {
@@ -227,6 +264,8 @@ export class SegmentHookRunner extends EventEmitter<HookEvents> {
         await handle.close();
       }
       await rename(temp, file);
+      // Without this, the rename (the new progress) may not survive a power cut.
+      await fsyncDirectory(stateDirectory);
     } catch (error) {
       throw new StorageError("write", file, error);
     }

@@ -1,11 +1,13 @@
 import type { ServerErrorFields } from "../errors.js";
 import { BodyReader } from "./body-reader.js";
+import { escapeControlCharacters } from "./untrusted-text.js";
 
 /*
  * Parsers for the bodies of backend messages (header already removed by the framer). Each one
  * reads exactly the documented layout and rejects short bodies, bad counts and trailing bytes
  * with ProtocolError. Buffers that callers keep for long (salt, SASL data, cancel key) are copied
- * so they do not pin a large socket chunk in memory; DataRow values stay views.
+ * so they do not pin a large socket chunk in memory; DataRow values stay views. Error fields and
+ * parameter values come out with control characters escaped (see untrusted-text.ts).
  */
 
 export type AuthenticationRequest =
@@ -91,7 +93,8 @@ export function parseErrorFields(body: Buffer): ServerErrorFields {
   let localizedSeverity: string | undefined;
   while (!reader.atListEnd("field list terminator")) {
     const code = reader.uint8("field code");
-    const value = reader.cstring("field value");
+    // Every field may end up in a message or a log line: no control characters get that far.
+    const value = escapeControlCharacters(reader.cstring("field value"));
     if (code === SEVERITY) severity = value;
     else if (code === SEVERITY_LOCALIZED) localizedSeverity = value;
     else {
@@ -110,8 +113,9 @@ export function parseErrorFields(body: Buffer): ServerErrorFields {
 
 export function parseParameterStatus(body: Buffer): { name: string; value: string } {
   const reader = new BodyReader(body, "ParameterStatus");
-  const name = reader.cstring("parameter name");
-  const value = reader.cstring("parameter value");
+  // Values such as server_version are shown in messages and logs.
+  const name = escapeControlCharacters(reader.cstring("parameter name"));
+  const value = escapeControlCharacters(reader.cstring("parameter value"));
   reader.end();
   return { name, value };
 }

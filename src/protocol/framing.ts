@@ -1,4 +1,5 @@
 import { ProtocolError } from "../errors.js";
+import type { MessageLimits } from "./message-limits.js";
 import { backendMessageName } from "./message-types.js";
 
 /**
@@ -50,6 +51,8 @@ export class MessageFramer {
     maxCarryBytes = DEFAULT_MAX_CARRY_BYTES,
     /** Memory for an assembled body (a reader may hand out reusable buffers); a fresh one by default. */
     private readonly allocateBody: (size: number) => Buffer = Buffer.allocUnsafe,
+    /** Per-type limits checked on each header before its body is read (e.g. ConnectionMessageLimits). */
+    private readonly limits?: MessageLimits,
   ) {
     // A programming error, not peer input: hence RangeError rather than ProtocolError.
     if (!Number.isSafeInteger(maxMessageLength) || maxMessageLength < 4 || maxMessageLength > 0x7fff_ffff) {
@@ -120,7 +123,9 @@ export class MessageFramer {
         }
         return;
       }
-      onMessage(type, data.subarray(pos + HEADER_LENGTH, next), pos < carriedLength);
+      const body = data.subarray(pos + HEADER_LENGTH, next);
+      this.limits?.observe(type, body);
+      onMessage(type, body, pos < carriedLength);
       pos = next;
     }
     if (pos < end) this.carry = data.subarray(pos);
@@ -160,6 +165,7 @@ export class MessageFramer {
     // Reset before the callback so that state is consistent whatever the handler does.
     this.body = undefined;
     this.bodyFilled = 0;
+    this.limits?.observe(this.bodyType, body);
     onMessage(this.bodyType, body, false);
     return pos;
   }
@@ -186,5 +192,6 @@ export class MessageFramer {
           (length < 4 ? " (less than 4)" : ` (limit ${this.maxMessageLength})`),
       );
     }
+    this.limits?.check(type, length);
   }
 }

@@ -19,6 +19,7 @@ import {
   PgwalError,
   ProtocolError,
   ServerError,
+  StorageError,
   UsageError,
 } from "../errors.js";
 import {
@@ -36,6 +37,7 @@ import {
   parseXLogData,
   XLOG_DATA,
 } from "../protocol/replication.js";
+import { escapeControlCharacters } from "../protocol/untrusted-text.js";
 import { findStreamingStart } from "../wal/archive-scan.js";
 import type { CompressionSpec } from "../wal/compression.js";
 import type { WalFileSystem } from "../wal/fsync.js";
@@ -208,9 +210,11 @@ export class WalReceiver extends EventEmitter<ReceiverEvents> {
       } catch (error) {
         await this.closeAfterError();
         const typed = toPgwalError(error);
-        // Stopping while the network fails is still a clean stop; a storage failure is not.
-        if (this.stopRequested && typed instanceof ConnectionError) break;
-        if (!typed.retryable || this.options.noLoop) {
+        // Stopping while the network fails is still a clean stop; a storage failure is not: what
+        // was written may not be durable, so it ends the run with the error (exit 1), not a retry.
+        const storageFailedAtStop = this.stopRequested && typed instanceof StorageError;
+        if (this.stopRequested && typed.retryable && !storageFailedAtStop) break;
+        if (!typed.retryable || this.options.noLoop || storageFailedAtStop) {
           this.emit("disconnected", { error: typed, retryInMs: undefined });
           throw typed;
         }
@@ -375,6 +379,9 @@ export class WalReceiver extends EventEmitter<ReceiverEvents> {
           `archive "${this.options.directory}" holds WAL of database system ${archived} (file "${found.fileName}"), but the server's system identifier is ${systemId}: refusing to mix clusters; use an empty directory for this server`,
         );
       }
+      // An earlier run killed between a rename and its directory fsync left a name that may not
+      // survive a power cut; the resume position is reported flushed at once.
+      await this.storage!.makeDurable(found.fileName);
       this.log.info(
         { lsn: formatLsn(found.startLsn), timeline: found.timeline, segment: found.fileName },
         `resuming from the archive at ${formatLsn(found.startLsn)} on timeline ${found.timeline}`,
@@ -415,6 +422,7 @@ export class WalReceiver extends EventEmitter<ReceiverEvents> {
   private async ensureHistoryFile(conn: PgConnection, timeline: number): Promise<void> {
     const storage = this.storage!;
     if (timeline === 1 || (await storage.hasHistoryFile(timeline))) return;
+    // timelineHistory checked the server's file name: only the computed one goes on to files and hooks.
     const history = await timelineHistory(conn, timeline);
     await storage.writeHistoryFile(timeline, history.content);
     const historyPath = path.join(this.options.directory, history.fileName);
@@ -511,7 +519,9 @@ export class WalReceiver extends EventEmitter<ReceiverEvents> {
         if (keepalive.end > this.serverEndLsn) this.serverEndLsn = keepalive.end;
         if (keepalive.replyRequested) replyRequested = true;
       } else {
-        throw new ProtocolError(`unrecognized streaming header: "${String.fromCharCode(kind ?? 0)}"`);
+        throw new ProtocolError(
+          `unrecognized streaming header: "${escapeControlCharacters(String.fromCharCode(kind ?? 0))}"`,
+        );
       }
     }
     this.lastMessageAt = Date.now();

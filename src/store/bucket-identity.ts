@@ -23,7 +23,13 @@ export async function checkBucketCluster(store: S3ObjectStore, systemId: bigint)
   for (const entry of segments.slice(0, SEGMENTS_TRIED)) {
     let prefix: Buffer | undefined;
     try {
-      prefix = await source.readPrefix(entry.fileName, LONG_PAGE_HEADER_SIZE);
+      const read = await source.readSegment(
+        entry.fileName,
+        entry.compression,
+        entry.partial,
+        LONG_PAGE_HEADER_SIZE,
+      );
+      prefix = read?.content.subarray(0, LONG_PAGE_HEADER_SIZE);
     } catch (error) {
       if ((error as { retryable?: unknown }).retryable === true) throw error;
       continue;

@@ -1,16 +1,11 @@
 /**
  * An ArchiveSource over a bucket written by `pgwal receive --target`: the archive tools read the
- * same names there as in a directory. An object is fetched into a private temporary file under its
- * own name, so it is decoded by exactly the code that decodes local archive files.
+ * same names there as in a directory. An object's body is decoded by the same bounded decoder as a
+ * local file (decodeSegmentStream), so a decompression bomb in the bucket is cut off just as early.
  */
-import { createWriteStream } from "node:fs";
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import path from "node:path";
-import { pipeline } from "node:stream/promises";
+import { decodeSegmentStream } from "../archive/archive-file.js";
 import { addToListing, emptyListing } from "../archive/archive-listing.js";
 import type { ArchiveSource } from "../archive/archive-source.js";
-import { readArchiveContent, readArchivePrefix } from "../archive/segment-content.js";
 import { ArchiveError } from "../errors.js";
 import type { S3ObjectStore } from "./object-store.js";
 import { openObjectStore } from "./open-store.js";
@@ -25,39 +20,40 @@ export async function openBucketSource(
 }
 
 export function bucketSource(store: S3ObjectStore): ArchiveSource {
-  /** Fetches the object to a private temp file under its own name and reads it with `read`. */
-  const viaTempFile = async (name: string, read: (file: string) => Promise<Buffer | undefined>) => {
-    const object = await store.getIfExists(name);
-    if (object === undefined) return undefined;
-    const dir = await mkdtemp(path.join(tmpdir(), "pgwal-object-"));
-    try {
-      const file = path.join(dir, name);
-      await pipeline(object.body, createWriteStream(file, { mode: 0o600 }));
-      return await read(file);
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
-  };
   return {
     description: store.url,
-    readContent: (name, limit) => viaTempFile(name, (file) => readArchiveContent(file, limit)),
-    readPrefix: (name, length) => viaTempFile(name, (file) => readArchivePrefix(file, length)),
+    isDirectory: false,
+    // Wrong keys, a missing bucket or a denied listing: an error, never "not in the archive".
+    checkUsable: () => store.checkAccess(),
     async list() {
       const listing = emptyListing();
       const objects = (await store.list()).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
       for (const object of objects) addToListing(listing, object.name, object);
       return listing;
     },
-    async readSmallFile(name, maxBytes) {
-      const object = await store.getIfExists(name);
+    async readSegment(fileName, compression, partial, stopAfter) {
+      const object = await store.getIfExists(fileName);
       if (object === undefined) return undefined;
-      if (object.size > maxBytes) {
+      return decodeSegmentStream(object.body, `${store.url}/${fileName}`, compression, partial, stopAfter);
+    },
+    async readSmallFile(fileName, maxBytes) {
+      const object = await store.getIfExists(fileName);
+      if (object === undefined) return undefined;
+      const tooLarge = () => new ArchiveError(`archived file "${fileName}" is larger than ${maxBytes} bytes`);
+      const pieces: Buffer[] = [];
+      let length = 0;
+      try {
+        if (object.size > maxBytes) throw tooLarge();
+        // The announced size is the store's word; the bound holds on the bytes that arrive.
+        for await (const piece of object.body as AsyncIterable<Buffer>) {
+          pieces.push(piece);
+          length += piece.byteLength;
+          if (length > maxBytes) throw tooLarge();
+        }
+      } finally {
         object.body.destroy();
-        throw new ArchiveError(`archived file "${name}" is too large (${object.size} bytes)`);
       }
-      const chunks: Buffer[] = [];
-      for await (const chunk of object.body) chunks.push(chunk as Buffer);
-      return Buffer.concat(chunks);
+      return Buffer.concat(pieces, length);
     },
   };
 }

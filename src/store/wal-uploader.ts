@@ -35,8 +35,8 @@ export interface WalUploaderOptions {
   directory: string;
   /** Where confirmed uploads are recorded (default: see defaultUploadStateFile). */
   stateFile: string;
-  /** ".gz", ".lz4" or "": the archive's compression suffix, to find the `.partial`. */
-  archiveSuffix: "" | ".gz" | ".lz4";
+  /** ".gz", ".lz4", ".zst" or "": the archive's compression suffix, to find the `.partial`. */
+  archiveSuffix: "" | ".gz" | ".lz4" | ".zst";
   logger: ReceiverLogger;
   /** Uploads running at the same time (at least 1). */
   concurrency: number;

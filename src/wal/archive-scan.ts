@@ -2,13 +2,13 @@
  * Where to resume streaming from, judged by the archive directory alone (the directory part of
  * pg_receivewal's FindStreamingStart): the highest segment wins, then the highest timeline, and
  * a complete file beats a partial one of the same segment. Completed files must really be
- * complete: plain ones by their size, .gz by the ISIZE trailer, .lz4 by decoding them.
+ * complete: plain ones by their size, .gz by the ISIZE trailer, .lz4 and .zst by decoding them.
  */
 import * as fsp from "node:fs/promises";
 import { join } from "node:path";
-import { StorageError } from "../errors.js";
+import { ArchiveError, StorageError } from "../errors.js";
 import { type Lsn, segmentStartLsn } from "../lsn.js";
-import type { CompressionMethod } from "./compression.js";
+import { type CompressionMethod, openDecompressed } from "./compression.js";
 import { storageCall } from "./fsync.js";
 import { Lz4FrameDecoder } from "./lz4-frame.js";
 import { parseArchiveFileName, parseWalFileName } from "./names.js";
@@ -70,6 +70,25 @@ async function lz4DecodedSize(path: string, limit: number): Promise<number> {
   }
 }
 
+/** Decoded size of a zstd file, counting no further than just past `limit`. */
+async function zstdDecodedSize(path: string, limit: number): Promise<number> {
+  const stream = await openDecompressed(path, { method: "zstd", allowTruncated: false });
+  let decoded = 0;
+  try {
+    for await (const piece of stream as AsyncIterable<Buffer>) {
+      decoded += piece.byteLength;
+      if (decoded > limit) break;
+    }
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).syscall !== undefined) throw error;
+    // zlib's decoding errors carry a code too: make them "not a whole segment", not an I/O failure.
+    throw new ArchiveError((error as Error).message, { cause: error });
+  } finally {
+    stream.destroy();
+  }
+  return decoded;
+}
+
 /** Whether a completed (non-partial) file has a whole segment's worth of WAL; warns if not. */
 async function isWholeSegment(
   directory: string,
@@ -93,9 +112,12 @@ async function isWholeSegment(
   }
   let size: number;
   try {
-    size = await lz4DecodedSize(path, segmentSize);
+    size =
+      compression === "zstd"
+        ? await zstdDecodedSize(path, segmentSize)
+        : await lz4DecodedSize(path, segmentSize);
   } catch (error) {
-    if (error instanceof StorageError || (error as NodeJS.ErrnoException).code !== undefined) throw error;
+    if (error instanceof StorageError || (error as NodeJS.ErrnoException).syscall !== undefined) throw error;
     warn(`could not decompress file "${fileName}": ${(error as Error).message}, skipping`);
     return false;
   }

@@ -1,14 +1,28 @@
 /**
- * What gzip and lz4 segments have in common: `NAME.gz.partial` / `NAME.lz4.partial` created fresh
- * (an existing one is truncated: its segment is streamed again from the start), no pre-padding,
- * compressor output appended with positional writes in order, `sync` = flush the compressor to a
- * decodable point + fsync, and a durable rename to `NAME.gz` / `NAME.lz4` once complete.
+ * What gzip and lz4 segments have in common: `NAME.gz.partial` / `NAME.lz4.partial`, no
+ * pre-padding, compressor output appended with positional writes in order, `sync` = flush the
+ * compressor to a decodable point + fsync, and a durable rename to `NAME.gz` / `NAME.lz4` once
+ * complete.
+ *
+ * A segment is always streamed again from its start, so a restart meets the `.partial` of the
+ * previous run, whose WAL may have been reported flushed. It is never truncated: the new stream
+ * goes to `NAME.gz.partial.tmp` and replaces the old file (fsync, rename, directory fsync) only
+ * once it holds at least as much WAL; a stop before that keeps the old file.
  */
 import { join } from "node:path";
 import { StorageError } from "../errors.js";
-import { archiveSuffix } from "./compression.js";
+import { archiveSuffix, openDecompressed } from "./compression.js";
 import { APPENDER_HIGH_WATER_MARK, FileAppender } from "./file-appender.js";
-import { fsyncParentDirectory, OPEN_FRESH, renameDurably, storageCall, type WalFileHandle } from "./fsync.js";
+import {
+  fsyncCall,
+  fsyncExistingFile,
+  fsyncParentDirectory,
+  OPEN_EXISTING_READ_ONLY,
+  OPEN_FRESH,
+  renameDurably,
+  storageCall,
+  type WalFileHandle,
+} from "./fsync.js";
 import { historyFileExists, writeHistoryFileDurably } from "./history-file.js";
 import { PARTIAL_SUFFIX } from "./names.js";
 import { checkSegmentArguments, SegmentOperations } from "./segment-operations.js";
@@ -40,7 +54,7 @@ export class CompressedWalStorage implements WalStorage {
 
   constructor(
     private readonly options: ResolvedStorageOptions,
-    method: "gzip" | "lz4",
+    method: "gzip" | "lz4" | "zstd",
     private readonly createEncoder: SegmentEncoderFactory,
   ) {
     this.directory = options.directory;
@@ -52,17 +66,19 @@ export class CompressedWalStorage implements WalStorage {
     const { fileSystem, noSync, fileMode } = this.options;
     const finalPath = join(this.directory, walFileName + this.suffix);
     const partialPath = finalPath + PARTIAL_SUFFIX;
-    const handle = await storageCall("create", partialPath, () =>
-      fileSystem.open(partialPath, OPEN_FRESH, fileMode),
+    const previous = await this.previousPartialLength(partialPath, segmentSize);
+    const writePath = previous > 0 ? partialPath + REPLACEMENT_SUFFIX : partialPath;
+    const handle = await storageCall("create", writePath, () =>
+      fileSystem.open(writePath, OPEN_FRESH, fileMode),
     );
-    const appender = new FileAppender(handle, partialPath);
+    const appender = new FileAppender(handle, writePath);
     const encoder = this.createEncoder((output) => appender.append(output));
     try {
       if (encoder.header) appender.append(encoder.header);
       await appender.drain();
       if (!noSync) {
-        await storageCall("fsync", partialPath, () => handle.sync());
-        await fsyncParentDirectory(fileSystem, partialPath);
+        await fsyncCall("fsync", writePath, () => handle.sync());
+        await fsyncParentDirectory(fileSystem, writePath);
       }
     } catch (error) {
       encoder.destroy();
@@ -75,10 +91,37 @@ export class CompressedWalStorage implements WalStorage {
       handle,
       appender,
       encoder,
-      partialPath,
+      { writePath, partialPath, previousLength: previous },
       finalPath,
       this.options,
     );
+  }
+
+  /**
+   * WAL bytes an existing `.partial` holds (0 if none, or nothing decodable), made durable first:
+   * the new stream's first reports rest on it until the new file replaces it.
+   */
+  private async previousPartialLength(partialPath: string, segmentSize: number): Promise<number> {
+    const { fileSystem, noSync } = this.options;
+    let handle: WalFileHandle;
+    try {
+      handle = await fileSystem.open(partialPath, OPEN_EXISTING_READ_ONLY);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === "ENOENT") return 0;
+      throw new StorageError("open", partialPath, error);
+    }
+    try {
+      if (!noSync) await fsyncCall("fsync", partialPath, () => handle.sync());
+    } finally {
+      await storageCall("close", partialPath, () => handle.close());
+    }
+    // More than a segment (a damaged file) needs no more than the whole segment to be covered.
+    return Math.min(await decodableLength(partialPath, segmentSize), segmentSize);
+  }
+
+  async makeDurable(fileName: string): Promise<void> {
+    if (!this.options.noSync)
+      await fsyncExistingFile(this.options.fileSystem, join(this.directory, fileName));
   }
 
   hasHistoryFile(timeline: number): Promise<boolean> {
@@ -90,9 +133,20 @@ export class CompressedWalStorage implements WalStorage {
   }
 }
 
+/** Where a segment is being written, and what it must cover before it may replace the old file. */
+interface SegmentPaths {
+  /** The file being written: the `.partial` itself, or its replacement. */
+  writePath: string;
+  partialPath: string;
+  /** WAL bytes in the `.partial` of an earlier run still to be covered (0: nothing to replace). */
+  previousLength: number;
+}
+
 class CompressedSegmentFile implements SegmentFile {
   private written = 0;
   private readonly operations: SegmentOperations;
+  /** The new stream is under its replacement name, the old `.partial` still in place. */
+  private replacing: boolean;
 
   constructor(
     readonly walFileName: string,
@@ -100,11 +154,12 @@ class CompressedSegmentFile implements SegmentFile {
     private readonly handle: WalFileHandle,
     private readonly appender: FileAppender,
     private readonly encoder: SegmentEncoder,
-    private readonly partialPath: string,
+    private readonly paths: SegmentPaths,
     readonly finalPath: string,
     private readonly options: ResolvedStorageOptions,
   ) {
-    this.operations = new SegmentOperations(partialPath, async () => {
+    this.replacing = paths.writePath !== paths.partialPath;
+    this.operations = new SegmentOperations(paths.writePath, async () => {
       encoder.destroy();
       await appender.drain().catch(() => {});
       await handle.close();
@@ -121,7 +176,7 @@ class CompressedSegmentFile implements SegmentFile {
       await step();
     } catch (error) {
       if (error instanceof StorageError) throw error;
-      throw new StorageError("compress data for", this.partialPath, error);
+      throw new StorageError("compress data for", this.paths.writePath, error);
     }
     if (this.appender.error) throw this.appender.error;
   }
@@ -138,20 +193,34 @@ class CompressedSegmentFile implements SegmentFile {
   }
 
   sync(): Promise<void> {
-    // Under --no-sync pg_receivewal does not even flush the compressor.
-    if (this.options.noSync) return this.operations.run("sync", async () => {});
     return this.operations.run("sync", async () => {
+      // Also under --no-sync (unlike pg_receivewal): the receiver reports what sync covered as
+      // flushed, so it must at least have left the compressor and been handed to the OS, where
+      // it survives the process being killed.
       await this.encode(() => this.encoder.flush());
       await this.appender.drain();
-      await storageCall("fsync", this.partialPath, () => this.handle.datasync());
+      if (!this.options.noSync) await fsyncCall("fsync", this.paths.writePath, () => this.handle.datasync());
+      await this.replacePreviousIfCovered();
     });
+  }
+
+  /** Once the new stream (durable: synced just before) holds all the old `.partial` held, it takes its name. */
+  private async replacePreviousIfCovered(): Promise<void> {
+    if (!this.replacing || this.written < this.paths.previousLength) return;
+    await renameDurably(
+      this.options.fileSystem,
+      this.paths.writePath,
+      this.paths.partialPath,
+      this.options.noSync,
+    );
+    this.replacing = false;
   }
 
   /** Ends the compressed stream, writes it out and (unless noSync) fsyncs it, then closes the file. */
   private async finishAndClose(): Promise<void> {
     await this.encode(() => this.encoder.finish());
     await this.appender.drain();
-    if (!this.options.noSync) await storageCall("fsync", this.partialPath, () => this.handle.sync());
+    if (!this.options.noSync) await fsyncCall("fsync", this.paths.writePath, () => this.handle.sync());
     await this.operations.close();
   }
 
@@ -164,19 +233,59 @@ class CompressedSegmentFile implements SegmentFile {
         );
       }
       await this.finishAndClose();
-      await renameDurably(this.options.fileSystem, this.partialPath, this.finalPath, this.options.noSync);
+      await this.replacePreviousIfCovered();
+      await renameDurably(
+        this.options.fileSystem,
+        this.paths.partialPath,
+        this.finalPath,
+        this.options.noSync,
+      );
     });
   }
 
   /**
    * Like pg_receivewal, a partial compressed file is closed as a complete stream (gzip trailer,
-   * lz4 end mark), so that standard tools decode it without complaint.
+   * lz4 end mark), so that standard tools decode it without complaint. A replacement that does
+   * not cover the old `.partial` yet is dropped: the old file holds more.
    */
   closePartial(): Promise<void> {
-    return this.operations.run("close", () => this.finishAndClose());
+    return this.operations.run("close", async () => {
+      await this.finishAndClose();
+      if (this.replacing && this.written < this.paths.previousLength) {
+        const { writePath } = this.paths;
+        await storageCall("remove", writePath, () => this.options.fileSystem.unlink(writePath));
+        return;
+      }
+      await this.replacePreviousIfCovered();
+    });
   }
 
   abandon(): Promise<void> {
+    // A replacement left behind holds nothing reported flushed that the old file (fsynced when
+    // this one was opened) does not hold: the next open of the segment truncates it.
     return this.operations.abandon();
   }
+}
+
+/** Suffix of the new stream while an earlier run's `.partial` of the same segment is kept. */
+const REPLACEMENT_SUFFIX = ".tmp";
+
+/**
+ * Bytes of WAL a compressed `.partial` decodes to, counting no further than just past
+ * `segmentSize`. A stream that stops early or turns corrupt counts up to where it stops.
+ */
+async function decodableLength(path: string, segmentSize: number): Promise<number> {
+  let decoded = 0;
+  const stream = await openDecompressed(path, { allowTruncated: true });
+  try {
+    for await (const piece of stream as AsyncIterable<Buffer>) {
+      decoded += piece.byteLength;
+      if (decoded > segmentSize) break;
+    }
+  } catch {
+    // Only the decodable prefix counts.
+  } finally {
+    stream.destroy();
+  }
+  return decoded;
 }

@@ -9,16 +9,19 @@ import { ArchiveError, PgwalError, StorageError, UsageError } from "../errors.js
 import { storageCall } from "./fsync.js";
 import { createLz4DecompressStream } from "./lz4-frame.js";
 import { parseArchiveFileName } from "./names.js";
+import { createZstdDecompressStream, zstdAvailable, zstdUnavailableMessage } from "./zstd-storage.js";
 
-export type CompressionMethod = "none" | "gzip" | "lz4";
+export type CompressionMethod = "none" | "gzip" | "lz4" | "zstd";
 
 export interface CompressionSpec {
   method: CompressionMethod;
   /** Only present when given explicitly; absent means the method's default. */
   level?: number;
+  /** zstd long-distance matching (`zstd:long`). */
+  long?: boolean;
 }
 
-type AlgorithmName = CompressionMethod | "zstd";
+type AlgorithmName = CompressionMethod;
 
 /** Accepted level ranges; `defaultLevel` is also accepted (gzip's -1 is zlib's default). */
 const LEVELS: Record<AlgorithmName, { min: number; max: number; defaultLevel: number }> = {
@@ -67,11 +70,20 @@ function parseDetail(detail: string): { level?: number; workers: boolean; long: 
   return result;
 }
 
+export interface CompressionSpecOptions {
+  /**
+   * Accept zstd (pgwal's own extension). Off when pgwal runs as pg_receivewal, which refuses it:
+   * the drop-in must not accept what the original refuses.
+   */
+  allowZstd?: boolean;
+}
+
 /**
  * pg_receivewal's -Z: "gzip", "gzip:5", "gzip:level=5", "lz4", "lz4:1", "none", or a bare
- * integer (0 = none, N = gzip:N). Errors are UsageErrors worded as pg_receivewal words them.
+ * integer (0 = none, N = gzip:N); with `allowZstd`, also "zstd", "zstd:N", "zstd:level=N,long".
+ * Errors are UsageErrors worded as pg_receivewal words them.
  */
-export function parseCompressionSpec(text: string): CompressionSpec {
+export function parseCompressionSpec(text: string, options: CompressionSpecOptions = {}): CompressionSpec {
   let algorithmText: string;
   let detail: string | undefined;
   if (text.length === 0 || WHOLE_INTEGER.test(text)) {
@@ -105,13 +117,29 @@ export function parseCompressionSpec(text: string): CompressionSpec {
   if (parsed.long && algorithm !== "zstd") {
     throw invalid(`compression algorithm "${algorithm}" does not support long-distance mode`);
   }
-  if (algorithm === "zstd") throw new UsageError("compression with ZSTD is not yet supported");
-  return parsed.level === undefined ? { method: algorithm } : { method: algorithm, level: parsed.level };
+  if (algorithm === "zstd") {
+    if (options.allowZstd !== true) throw new UsageError("compression with ZSTD is not yet supported");
+    if (parsed.workers) throw invalid(`pgwal does not support compression option "workers"`);
+    if (!zstdAvailable()) throw new UsageError(zstdUnavailableMessage());
+  }
+  const spec: CompressionSpec = { method: algorithm };
+  if (parsed.level !== undefined) spec.level = parsed.level;
+  if (parsed.long) spec.long = true;
+  return spec;
 }
 
 /** File-name suffix of a compressed segment (before any ".partial"). */
-export function archiveSuffix(method: CompressionMethod): "" | ".gz" | ".lz4" {
-  return method === "gzip" ? ".gz" : method === "lz4" ? ".lz4" : "";
+export function archiveSuffix(method: CompressionMethod): "" | ".gz" | ".lz4" | ".zst" {
+  switch (method) {
+    case "none":
+      return "";
+    case "gzip":
+      return ".gz";
+    case "lz4":
+      return ".lz4";
+    case "zstd":
+      return ".zst";
+  }
 }
 
 export interface OpenDecompressedOptions {
@@ -129,7 +157,9 @@ function methodFromName(path: string): CompressionMethod {
   const parsed = parseArchiveFileName(base);
   if (parsed) return parsed.compression;
   const withoutPartial = base.endsWith(".partial") ? base.slice(0, -".partial".length) : base;
-  return withoutPartial.endsWith(".gz") ? "gzip" : withoutPartial.endsWith(".lz4") ? "lz4" : "none";
+  if (withoutPartial.endsWith(".gz")) return "gzip";
+  if (withoutPartial.endsWith(".lz4")) return "lz4";
+  return withoutPartial.endsWith(".zst") ? "zstd" : "none";
 }
 
 /**
@@ -143,14 +173,28 @@ export async function openDecompressed(
   const method = options.method ?? methodFromName(path);
   const allowTruncated = options.allowTruncated ?? path.endsWith(".partial");
   const handle = await storageCall("open", path, () => fsp.open(path, "r"));
-  const raw = handle.createReadStream({ highWaterMark: 256 * 1024 });
+  return decompressedStream(handle.createReadStream({ highWaterMark: 256 * 1024 }), method, allowTruncated);
+}
+
+/**
+ * `raw` decompressed by `method` (`raw` itself for "none"). `allowTruncated` accepts a stream that
+ * stops after a flushed block, as a `.partial` being written does. Errors reach the consumer
+ * through the returned stream; both are destroyed on failure.
+ */
+export function decompressedStream(
+  raw: Readable,
+  method: CompressionMethod,
+  allowTruncated: boolean,
+): Readable {
   if (method === "none") return raw;
   const decoder =
     method === "gzip"
       ? createGunzip(allowTruncated ? { finishFlush: zlibConstants.Z_SYNC_FLUSH } : {})
-      : createLz4DecompressStream({ allowTruncated });
+      : method === "zstd"
+        ? createZstdDecompressStream(allowTruncated)
+        : createLz4DecompressStream({ allowTruncated });
   return pipeline(raw, decoder, () => {
-    // Errors reach the consumer through `decoder`; pipeline destroys both streams on failure.
+    // Errors reach the consumer through `decoder`.
   });
 }
 
@@ -181,11 +225,12 @@ export async function readDecompressed(
   return Buffer.concat(pieces, collected);
 }
 
-function decodeFailure(path: string, error: unknown): PgwalError {
+/** A failure while reading decompressed bytes of `path`: an I/O error, or data that does not decode. */
+export function decodeFailure(path: string, error: unknown): PgwalError {
   if (error instanceof PgwalError) return error;
   if ((error as NodeJS.ErrnoException | undefined)?.syscall !== undefined) {
     return new StorageError("read", path, error);
   }
-  // zlib reports corrupt gzip data with plain Errors (code Z_DATA_ERROR, Z_BUF_ERROR…).
+  // zlib reports corrupt gzip/zstd data with plain Errors (code Z_DATA_ERROR, Z_BUF_ERROR…).
   return new ArchiveError(`could not decompress "${path}": ${(error as Error).message}`, { cause: error });
 }

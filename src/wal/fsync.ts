@@ -7,7 +7,7 @@
 import { constants, fdatasyncSync, writevSync } from "node:fs";
 import * as fsp from "node:fs/promises";
 import { dirname } from "node:path";
-import { StorageError } from "../errors.js";
+import { FsyncError, StorageError } from "../errors.js";
 
 /** The subset of fs/promises' FileHandle the writers need. */
 export interface WalFileHandle {
@@ -55,6 +55,7 @@ class NodeWalFileHandle implements WalFileHandle {
 export interface WalFileSystem {
   open(path: string, flags: number, mode?: number): Promise<WalFileHandle>;
   rename(from: string, to: string): Promise<void>;
+  unlink(path: string): Promise<void>;
   /** fsync a directory so that creations and renames in it survive a crash. */
   fsyncDirectory(path: string): Promise<void>;
 }
@@ -62,6 +63,7 @@ export interface WalFileSystem {
 /** Open flags used by the writers. */
 export const OPEN_FOR_PADDED_WRITE = constants.O_RDWR | constants.O_CREAT;
 export const OPEN_FRESH = constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC;
+export const OPEN_EXISTING_READ_ONLY = constants.O_RDONLY;
 
 export const DEFAULT_FILE_MODE = 0o600;
 
@@ -81,6 +83,7 @@ async function fsyncDirectory(path: string): Promise<void> {
 export const nodeFileSystem: WalFileSystem = {
   open: async (path, flags, mode) => new NodeWalFileHandle(await fsp.open(path, flags, mode)),
   rename: (from, to) => fsp.rename(from, to),
+  unlink: (path) => fsp.unlink(path),
   fsyncDirectory,
 };
 
@@ -94,10 +97,33 @@ export async function storageCall<T>(operation: string, path: string, call: () =
   }
 }
 
+/** Runs an fsync, turning any failure into an FsyncError (which stops the receiver). */
+export async function fsyncCall(operation: string, path: string, call: () => Promise<void>): Promise<void> {
+  try {
+    await call();
+  } catch (error) {
+    throw new FsyncError(operation, path, error);
+  }
+}
+
 /** fsync the directory that holds `path`. */
 export function fsyncParentDirectory(fileSystem: WalFileSystem, path: string): Promise<void> {
   const directory = dirname(path);
-  return storageCall("fsync directory of", directory, () => fileSystem.fsyncDirectory(directory));
+  return fsyncCall("fsync directory of", directory, () => fileSystem.fsyncDirectory(directory));
+}
+
+/**
+ * fsyncs an existing file and then its directory. For what an earlier run left: it may have been
+ * killed after a write or a rename and before the fsync that would have made it durable.
+ */
+export async function fsyncExistingFile(fileSystem: WalFileSystem, path: string): Promise<void> {
+  const handle = await storageCall("open", path, () => fileSystem.open(path, OPEN_EXISTING_READ_ONLY));
+  try {
+    await fsyncCall("fsync", path, () => handle.sync());
+  } finally {
+    await storageCall("close", path, () => handle.close());
+  }
+  await fsyncParentDirectory(fileSystem, path);
 }
 
 /**

@@ -5,7 +5,14 @@
  */
 import { constants } from "node:fs";
 import { join } from "node:path";
-import { OPEN_FRESH, renameDurably, storageCall, type WalFileSystem, writeAllAt } from "./fsync.js";
+import {
+  fsyncCall,
+  OPEN_FRESH,
+  renameDurably,
+  storageCall,
+  type WalFileSystem,
+  writeAllAt,
+} from "./fsync.js";
 import { historyFileName } from "./names.js";
 
 export interface HistoryFileTarget {
@@ -39,7 +46,7 @@ export async function writeHistoryFileDurably(
   );
   try {
     await storageCall("write", tempPath, () => writeAllAt(handle, [content], 0));
-    if (!target.noSync) await storageCall("fsync", tempPath, () => handle.sync());
+    if (!target.noSync) await fsyncCall("fsync", tempPath, () => handle.sync());
   } finally {
     await storageCall("close", tempPath, () => handle.close());
   }

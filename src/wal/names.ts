@@ -10,7 +10,7 @@ export const PARTIAL_SUFFIX = ".partial";
 export const WAL_FILE_NAME_LENGTH = 24;
 
 const WAL_FILE_NAME = /^[0-9A-F]{24}$/;
-const ARCHIVE_FILE_NAME = /^([0-9A-F]{24})(\.gz|\.lz4)?(\.partial)?$/;
+const ARCHIVE_FILE_NAME = /^([0-9A-F]{24})(\.gz|\.lz4|\.zst)?(\.partial)?$/;
 const HISTORY_FILE_NAME = /^([0-9A-F]{8})\.history$/;
 const MAX_UINT32 = 0xffff_ffff;
 
@@ -75,17 +75,18 @@ export type ArchiveEntryKind = "complete" | "partial";
 export interface ParsedArchiveName {
   /** The 24-digit segment name, without suffixes. */
   walFileName: string;
-  compression: "none" | "gzip" | "lz4";
+  compression: "none" | "gzip" | "lz4" | "zstd";
   partial: boolean;
 }
 
 /**
  * Recognises the names pg_receivewal writes (is_xlogfilename): 24 upper-case hex digits,
- * optionally ".gz" or ".lz4", optionally ".partial" after that.
+ * optionally ".gz" or ".lz4" (or pgwal's ".zst"), optionally ".partial" after that.
  */
 export function parseArchiveFileName(fileName: string): ParsedArchiveName | undefined {
   const match = ARCHIVE_FILE_NAME.exec(fileName);
   if (!match) return undefined;
-  const compression = match[2] === ".gz" ? "gzip" : match[2] === ".lz4" ? "lz4" : "none";
+  const compression =
+    match[2] === ".gz" ? "gzip" : match[2] === ".lz4" ? "lz4" : match[2] === ".zst" ? "zstd" : "none";
   return { walFileName: match[1]!, compression, partial: match[3] !== undefined };
 }

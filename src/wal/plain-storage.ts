@@ -8,6 +8,8 @@
  */
 import { join } from "node:path";
 import {
+  fsyncCall,
+  fsyncExistingFile,
   fsyncParentDirectory,
   OPEN_FOR_PADDED_WRITE,
   renameDurably,
@@ -88,7 +90,7 @@ export class PlainWalStorage implements WalStorage {
       }
       if (!noSync) {
         // Also for a reused file: a crash may have come between its padding and its fsync.
-        await storageCall("fsync", partialPath, () => handle.sync());
+        await fsyncCall("fsync", partialPath, () => handle.sync());
         await fsyncParentDirectory(fileSystem, partialPath);
       }
     } catch (error) {
@@ -103,6 +105,11 @@ export class PlainWalStorage implements WalStorage {
       join(this.directory, walFileName),
       this.options,
     );
+  }
+
+  async makeDurable(fileName: string): Promise<void> {
+    if (!this.options.noSync)
+      await fsyncExistingFile(this.options.fileSystem, join(this.directory, fileName));
   }
 
   hasHistoryFile(timeline: number): Promise<boolean> {
@@ -156,10 +163,10 @@ class PlainSegmentFile implements SegmentFile {
     const handle = this.handle;
     if (this.options.blockingWrites && handle.datasyncBlocking !== undefined) {
       return this.operations.run("sync", () =>
-        storageCall("fsync", this.partialPath, async () => handle.datasyncBlocking!()),
+        fsyncCall("fsync", this.partialPath, async () => handle.datasyncBlocking!()),
       );
     }
-    return this.operations.run("sync", () => storageCall("fsync", this.partialPath, () => handle.datasync()));
+    return this.operations.run("sync", () => fsyncCall("fsync", this.partialPath, () => handle.datasync()));
   }
 
   closeComplete(): Promise<void> {
@@ -170,7 +177,7 @@ class PlainSegmentFile implements SegmentFile {
           `segment is incomplete: ${this.written} of ${this.segmentSize} bytes written`,
         );
       }
-      if (!this.options.noSync) await storageCall("fsync", this.partialPath, () => this.handle.sync());
+      if (!this.options.noSync) await fsyncCall("fsync", this.partialPath, () => this.handle.sync());
       await this.operations.close();
       await renameDurably(this.options.fileSystem, this.partialPath, this.finalPath, this.options.noSync);
     });
@@ -178,7 +185,7 @@ class PlainSegmentFile implements SegmentFile {
 
   closePartial(): Promise<void> {
     return this.operations.run("close", async () => {
-      if (!this.options.noSync) await storageCall("fsync", this.partialPath, () => this.handle.sync());
+      if (!this.options.noSync) await fsyncCall("fsync", this.partialPath, () => this.handle.sync());
       await this.operations.close();
     });
   }

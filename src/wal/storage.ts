@@ -6,7 +6,8 @@
  * Durability contract (the receiver builds its flush position on it):
  * - `write` hands bytes to the OS (or to the compressor) in order; it does NOT make them durable.
  * - `sync` makes everything written so far durable (compressors flush a decodable block first).
- *   Under `noSync` it is a no-op, and the receiver must not report a flush position at all.
+ *   Under `noSync` it skips the fsync but still hands everything written to the OS (out of the
+ *   compressor): the receiver reports it as flushed, and it must survive a killed process.
  * - `closeComplete` makes the segment durable and then gives it its final name, and makes the
  *   rename durable (fsync file, rename, fsync directory), in that order.
  * - `closePartial` makes what was written durable and leaves the file under its `.partial` name.
@@ -17,6 +18,7 @@ import { DEFAULT_FILE_MODE, nodeFileSystem, type WalFileSystem } from "./fsync.j
 import { createGzipWalStorage } from "./gzip-storage.js";
 import { createLz4WalStorage } from "./lz4-storage.js";
 import { PlainWalStorage } from "./plain-storage.js";
+import { createZstdWalStorage } from "./zstd-storage.js";
 
 export interface SegmentFile {
   /** Segment file name without suffixes: TTTTTTTTXXXXXXXXYYYYYYYY. */
@@ -42,9 +44,15 @@ export interface WalStorage {
   /**
    * Opens the segment for writing from offset 0 under its partial name, creating or reusing the
    * file as pg_receivewal does (plain: pre-padded with zeros to `segmentSize` and fsynced with its
-   * directory before this resolves; compressed: a fresh stream).
+   * directory before this resolves; compressed: a fresh stream, which replaces an existing
+   * `.partial` only once it holds as much WAL and is durable).
    */
   openSegment(walFileName: string, segmentSize: number): Promise<SegmentFile>;
+  /**
+   * Makes an archive file an earlier run left (and its name) durable, unless `noSync`: the
+   * receiver resumes after it and reports it flushed at once.
+   */
+  makeDurable(fileName: string): Promise<void>;
   /** True when `TTTTTTTT.history` is already in the archive. */
   hasHistoryFile(timeline: number): Promise<boolean>;
   /** Writes `TTTTTTTT.history` durably via a temporary name and a rename. */
@@ -92,7 +100,7 @@ export function resolveStorageOptions(options: StorageOptions): ResolvedStorageO
   };
 }
 
-/** The storage for a -Z/--compress choice: plain pre-padded files, gzip or lz4. */
+/** The storage for a -Z/--compress choice: plain pre-padded files, gzip, lz4 or zstd. */
 export function createWalStorage(options: StorageOptions & { compression: CompressionSpec }): WalStorage {
   const resolved = resolveStorageOptions(options);
   switch (options.compression.method) {
@@ -102,5 +110,7 @@ export function createWalStorage(options: StorageOptions & { compression: Compre
       return createGzipWalStorage(resolved, options.compression.level);
     case "lz4":
       return createLz4WalStorage(resolved, options.compression.level);
+    case "zstd":
+      return createZstdWalStorage(resolved, options.compression);
   }
 }

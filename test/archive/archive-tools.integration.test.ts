@@ -18,6 +18,7 @@ import { GzipSegmentEncoder } from "../../src/wal/gzip-storage.js";
 import { lz4CompressFrame } from "../../src/wal/lz4-frame.js";
 import { Lz4SegmentEncoder } from "../../src/wal/lz4-storage.js";
 import { parseWalFileName, walFileName } from "../../src/wal/names.js";
+import { ZstdSegmentEncoder, zstdAvailable } from "../../src/wal/zstd-storage.js";
 import { PgCluster, startSharedCluster } from "../support/cluster.js";
 
 const SEGMENT_SIZE = 1024 * 1024;
@@ -348,6 +349,39 @@ describe("restore", () => {
       assert.ok(restored.subarray(0, kept).equals(original.subarray(0, kept)), suffix);
       assert.ok(
         restored.subarray(kept).every((byte) => byte === 0),
+        suffix,
+      );
+    }
+  });
+
+  test("zstd (pgwal's own): a complete .zst and a flushed .zst.partial are restored", {
+    skip: zstdAvailable() ? false : "this Node.js has no zstd",
+  }, async () => {
+    const name = segmentNames[2]!;
+    const original = await readFile(join(pristine, name));
+    const kept = 30 * PAGE + 5;
+    for (const [suffix, content, end] of [
+      [".zst", original, SEGMENT_SIZE],
+      [".zst.partial", original.subarray(0, kept), kept],
+    ] as const) {
+      const dir = await tempDir("restore-zstd");
+      const pieces: Uint8Array[] = [];
+      const encoder = new ZstdSegmentEncoder({ level: 1 }, (output) => pieces.push(Buffer.from(output)));
+      await encoder.write([content]);
+      if (suffix === ".zst") await encoder.finish();
+      else await encoder.flush();
+      encoder.destroy();
+      await writeFile(join(dir, name + suffix), Buffer.concat(pieces));
+      const destination = join(target, `zstd${suffix}`);
+      assert.deepEqual(await restoreFile(dir, name, destination), {
+        status: "restored",
+        source: name + suffix,
+        bytes: SEGMENT_SIZE,
+      });
+      const restored = await readFile(destination);
+      assert.ok(restored.subarray(0, end).equals(original.subarray(0, end)), suffix);
+      assert.ok(
+        restored.subarray(end).every((byte) => byte === 0),
         suffix,
       );
     }

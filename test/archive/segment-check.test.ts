@@ -184,12 +184,16 @@ test("restore looks for complete files before partial ones, and maps outcomes to
     name,
     `${name}.gz`,
     `${name}.lz4`,
+    `${name}.zst`,
     `${name}.partial`,
     `${name}.gz.partial`,
     `${name}.lz4.partial`,
+    `${name}.zst.partial`,
   ]);
   assert.equal(restoreExitCode({ status: "restored", source: name, bytes: 1 }), 0);
   assert.equal(restoreExitCode({ status: "missing" }), 1);
-  assert.equal(restoreExitCode(new ArchiveError("corrupt")), 3);
-  assert.ok(RESTORE_EXIT.failed <= 125, "restore_command codes above 125 make recovery FATAL");
+  assert.equal(restoreExitCode(new ArchiveError("corrupt")), 128);
+  // Recovery reads 1-125 as "not in the archive" and ends early; only a status above 125 stops it.
+  assert.ok(RESTORE_EXIT.failed > 125, "a failed restore must stop the recovery");
+  assert.ok(![126, 127].includes(RESTORE_EXIT.failed), "126/127 read as a shell error in the server log");
 });

@@ -92,7 +92,7 @@ test("restore: a file the archive does not have exits 1 and prints nothing", asy
   assert.equal(noHistory.stderr, "");
 });
 
-test("restore: a corrupt segment exits 3 with one line on stderr; wrong usage too", async () => {
+test("restore: a corrupt segment exits 128 (stops the recovery) with one line on stderr; wrong usage too", async () => {
   const corrupt = await mkdtemp(join(workDir, "corrupt-"));
   const name = completeSegments[0]!;
   await copyFile(join(archive, name), join(corrupt, name));
@@ -100,7 +100,7 @@ test("restore: a corrupt segment exits 3 with one line on stderr; wrong usage to
   await handle.write(Buffer.from([0xde, 0xad]), 0, 2, 0); // page magic of the first page
   await handle.close();
   const result = await runPgwal(["restore", "-D", corrupt, name, join(workDir, "bad")]);
-  assert.equal(result.status, 3);
+  assert.equal(result.status, 128);
   assert.equal(result.stdout, "");
   const lines = result.stderr.trimEnd().split("\n");
   assert.equal(lines.length, 1, result.stderr);
@@ -111,7 +111,7 @@ test("restore: a corrupt segment exits 3 with one line on stderr; wrong usage to
   assert.match(verify.stdout, /problem/);
 
   const usage = await runPgwal(["restore", name]);
-  assert.equal(usage.status, 3);
+  assert.equal(usage.status, 128);
   assert.match(usage.stderr, /^pgwal: error: restore needs the WAL file name and the destination path/);
 });
 

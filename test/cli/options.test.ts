@@ -8,6 +8,7 @@ import {
   parseReceiveArgs,
   type ReceiveArgs,
 } from "../../src/cli/options.js";
+import { zstdAvailable } from "../../src/wal/zstd-storage.js";
 
 const asReceivewal = { programName: "pg_receivewal" };
 
@@ -397,5 +398,29 @@ test("--target s3://… and its options, also from PGWAL_* variables", () => {
     const outcome = usageError(["-D", "/wal", ...argv]);
     assert.equal(outcome.message, message);
     assert.equal(outcome.exitCode, 1);
+  }
+});
+
+test("-Z zstd: pgwal accepts it (when Node.js has zstd), pg_receivewal refuses it as the original does", () => {
+  const asReceivewalOutcome = parseReceiveArgs(["-D", "x", "-Z", "zstd:5"], asReceivewal);
+  assert.equal(asReceivewalOutcome.kind, "usage-error");
+  assert.equal(
+    (asReceivewalOutcome as Extract<ParseOutcome, { kind: "usage-error" }>).message,
+    "compression with ZSTD is not yet supported",
+  );
+  const asPgwal = parseReceiveArgs(["-D", "x", "--compress=zstd:level=5,long"], { programName: "pgwal" });
+  if (zstdAvailable()) {
+    assert.equal(asPgwal.kind, "run");
+    assert.deepEqual((asPgwal as Extract<ParseOutcome, { kind: "run" }>).args.compression, {
+      method: "zstd",
+      level: 5,
+      long: true,
+    });
+  } else {
+    assert.equal(asPgwal.kind, "usage-error");
+    assert.match(
+      (asPgwal as Extract<ParseOutcome, { kind: "usage-error" }>).message,
+      /needs Node\.js 22\.15 or later/,
+    );
   }
 });

@@ -24,7 +24,19 @@
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
-import { lstat, mkdir, mkdtemp, readdir, readFile, readlink, rm, symlink, writeFile } from "node:fs/promises";
+import {
+  cp,
+  lstat,
+  mkdir,
+  mkdtemp,
+  readdir,
+  readFile,
+  readlink,
+  rm,
+  symlink,
+  utimes,
+  writeFile,
+} from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
@@ -107,8 +119,16 @@ const CASES: ReadonlyMap<string, string> = new Map([
   ["restore_command = 'pgwal restore --directory=/var/lib/pgwal/archive %f %p'", "restore-command"],
   ["pgwal verify /var/lib/pgwal/archive", "verify"],
   ["pgwal verify /var/lib/pgwal/archive --from 0/3000000 --to 0/5000000 --json", "verify-range"],
+  ["pgwal verify /var/lib/pgwal/archive --records", "verify-records"],
+  ["pgwal verify /var/lib/pgwal/archive --target-time '2026-11-29 14:05:00+01'", "verify-target-time"],
+  ["pgwal verify /var/lib/pgwal/archive --target-name before-upgrade --json", "verify-target-name"],
   ["pgwal status /var/lib/pgwal/archive --json", "status-json"],
   ["pgwal status /var/lib/pgwal/archive -h db1 -U replicator", "status-server"],
+  ["pgwal cleanup /var/lib/pgwal/archive --keep 7d --dry-run", "cleanup-keep"],
+  [
+    "pgwal cleanup /var/lib/pgwal/archive --before 000000010000000000000003.00000028.backup",
+    "cleanup-before",
+  ],
   [
     "pgwal receive -D /var/lib/pgwal/archive -S pgwal_slot -h db1 -U replicator --on-segment 'cp %p /mnt/wal-copy/%f' --hook-holds-slot --metrics-listen 127.0.0.1:9187",
     "hook-metrics",
@@ -144,7 +164,12 @@ const CASES: ReadonlyMap<string, string> = new Map([
   ],
   ["npm run test:unit  # only the fast tests, no server", "npm-script"],
   ["npm run test:matrix  # the whole suite on PostgreSQL 13, 14, 15, 16, 17 and 18", "npm-script"],
+  ["npm run test:node-lines  # the whole suite on Node.js 22, 24 and 26", "npm-script"],
   ["npm run test:soak  # the kill -9 storm with 120 kills (CI runs 25)", "npm-script"],
+  [
+    "npm run test:powerloss  # power cuts at random moments on a FUSE file system that loses what was not fsynced",
+    "npm-script",
+  ],
   ["npm run bench      # side-by-side benchmark against pg_receivewal (not part of the tests)", "npm-script"],
 ]);
 
@@ -330,7 +355,7 @@ test("every README example has a case here, and every case's example is still in
   assert.equal(texts.length, CASES.size, "each example exactly once");
   assert.equal(EXAMPLES.filter((e) => e.kind === "ts").length, 1, "one library example");
   // Every `pgwal …` command in an example is one of the cases (a new one cannot slip through).
-  const pgwalLines = texts.filter((t) => /(^|[\s'"])pgwal (receive|restore|verify|status)\b/.test(t));
+  const pgwalLines = texts.filter((t) => /(^|[\s'"])pgwal (receive|restore|verify|status|cleanup)\b/.test(t));
   assert.ok(pgwalLines.length >= 10, `pgwal examples found: ${pgwalLines.length}`);
   assert.ok(pgwalLines.every((t) => CASES.has(t)));
 });
@@ -650,6 +675,86 @@ test("verify DIR and verify DIR --from 0/3000000 --to 0/5000000 --json: the arch
   assert.deepEqual(report.range, { ...report.range, from: "0/3000000", to: "0/5000000", missing: [] });
 });
 
+test("verify DIR --records: every record of the archive is read and sound", async () => {
+  const run = await runShell(substitute(example("verify-records")));
+  assert.equal(run.status, 0, run.stdout + run.stderr);
+  assert.match(run.stdout, /OK/);
+  assert.match(
+    run.stdout,
+    /records: [1-9]\d* record\(s\) in [1-9]\d* file\(s\) checked, \d+ bytes, [\d.]+ MB\/s/,
+  );
+});
+
+test("verify --target-time / --target-name: a time between two commits and a restore point are reachable", {
+  timeout: 90_000,
+}, async () => {
+  const clock = () =>
+    cluster.sql("SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00'");
+  const run = startShell(substitute(example("receive-slot")));
+  let between: string;
+  try {
+    await waitFor(
+      "the slot to be in use",
+      async () =>
+        (await cluster.sql("SELECT active FROM pg_replication_slots WHERE slot_name = 'pgwal_slot'")) === "t"
+          ? true
+          : undefined,
+      20_000,
+      run,
+    );
+    await cluster.sql(
+      "CREATE TABLE IF NOT EXISTS readme_target (i int); INSERT INTO readme_target VALUES (1);",
+    );
+    await cluster.sql("SELECT pg_create_restore_point('before-upgrade')");
+    await cluster.sql("SELECT pg_sleep(0.05)");
+    between = await clock();
+    await cluster.sql("SELECT pg_sleep(0.05); INSERT INTO readme_target VALUES (2);");
+    await switchSegments(2);
+    await waitFor(
+      "the commit after the target time in the archive",
+      async () => {
+        const answer = await runShell(
+          substitute(example("verify-target-time")).replace("2026-11-29 14:05:00+01", between),
+        );
+        return answer.status === 0 ? answer : undefined;
+      },
+      30_000,
+      run,
+    );
+  } finally {
+    await stopCleanly(run);
+  }
+  const reachable = await runShell(
+    substitute(example("verify-target-time")).replace("2026-11-29 14:05:00+01", between),
+  );
+  assert.equal(reachable.status, 0, reachable.stdout + reachable.stderr);
+  assert.match(reachable.stdout, /^reachable: recovery to time .* is possible/);
+  assert.match(reachable.stdout, /segments needed: ([0-9A-F]{24}(\.partial)? ?)+$/m);
+  const future = new Date(Date.now() + 3_600_000).toISOString().replace("T", " ").replace("Z", "+00");
+  const late = await runShell(
+    substitute(example("verify-target-time")).replace("2026-11-29 14:05:00+01", future),
+  );
+  assert.equal(late.status, 1, late.stdout + late.stderr);
+  assert.match(late.stdout, /NOT reachable: target time .* is not before the last commit/);
+
+  const named = await runShell(substitute(example("verify-target-name")));
+  assert.equal(named.status, 0, named.stdout + named.stderr);
+  const decision = JSON.parse(named.stdout) as {
+    reachable: boolean;
+    segments: string[];
+    stop: { lsn: string };
+  };
+  assert.equal(decision.reachable, true);
+  assert.ok(decision.segments.length > 0);
+  const status = JSON.parse((await runShell(substitute(example("status-json")))).stdout) as {
+    timeMap: { timeline: number; lastCommit: string; restorePoints: { name: string; lsn: string }[] }[];
+  };
+  assert.deepEqual(
+    status.timeMap[0]?.restorePoints.map((p) => [p.name, p.lsn]),
+    [["before-upgrade", decision.stop.lsn]],
+  );
+});
+
 test("status DIR --json has the documented fields; with -h/-U the server's position and lag", async () => {
   const json = await runShell(substitute(example("status-json")));
   assert.equal(json.status, 0, json.stderr);
@@ -664,6 +769,7 @@ test("status DIR --json has the documented fields; with -h/-U the server's posit
     "totalBytes",
     "partial",
     "ageSeconds",
+    "timeMap",
   ])
     assert.ok(field in status, `status --json has ${field}`);
   assert.equal(status.segmentCount, (await completeSegments(dirs.archive)).length);
@@ -674,6 +780,34 @@ test("status DIR --json has the documented fields; with -h/-U the server's posit
   const withServer = await runShell(substitute(example("status-server")));
   assert.equal(withServer.status, 0, withServer.stderr);
   assert.match(withServer.stdout, /\d+ bytes behind the server/);
+});
+
+test("cleanup --keep 7d --dry-run and cleanup --before ….backup, on a copy of the archive", async () => {
+  const copy = join(workDir, "archive-cleanup");
+  await cp(dirs.archive, copy, { recursive: true });
+  const before = await completeSegments(copy);
+  const partials = (names: string[]) => names.filter((name) => name.endsWith(".partial")).sort();
+  const partialsBefore = partials(await readdir(copy));
+  assert.ok(before.length >= 3, `complete segments: ${before}`);
+  const onCopy = (text: string) => substitute(text).replaceAll(dirs.archive, copy);
+  // All but the two newest completed eight days ago.
+  const eightDaysAgo = new Date(Date.now() - 8 * 86_400_000);
+  for (const name of before.slice(0, -2)) await utimes(join(copy, name), eightDaysAgo, eightDaysAgo);
+
+  const dryRun = await runShell(onCopy(example("cleanup-keep")));
+  assert.equal(dryRun.status, 0, dryRun.stderr);
+  for (const name of before.slice(0, -2)) assert.match(dryRun.stdout, new RegExp(`would remove ${name}\n`));
+  assert.equal(dryRun.stdout.match(/would remove [0-9A-F]{24}\n/g)?.length, before.length - 2);
+  assert.deepEqual(await completeSegments(copy), before, "a dry run removes nothing");
+
+  const removed = await runShell(onCopy(example("cleanup-before")));
+  assert.equal(removed.status, 0, removed.stderr);
+  const newest = before.at(-1)!;
+  assert.deepEqual(
+    await completeSegments(copy),
+    before.filter((name) => name.slice(8) >= "0000000000000003" || name === newest),
+  );
+  assert.deepEqual(partials(await readdir(copy)), partialsBefore, "every .partial stays");
 });
 
 test("restore_command: the server's call restores a segment into pg_wal; a missing one exits 1 silently", async () => {

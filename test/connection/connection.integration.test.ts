@@ -1,9 +1,10 @@
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { existsSync } from "node:fs";
-import { readFile } from "node:fs/promises";
+import { chmod, chown, copyFile, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { before, describe, test } from "node:test";
+import { after, before, describe, test } from "node:test";
 import {
   createPhysicalSlot,
   dropSlot,
@@ -188,7 +189,11 @@ describe("sslmode", () => {
       (e: unknown) => e,
     );
     assert.ok(error instanceof ConnectionError, String(error));
-    assert.match(error.message, /does not match host name|127\.0\.0\.1/);
+    // psql's wording for the same refusal (the SAN and, for an IP host, the CN are both examined).
+    assert.match(
+      error.message,
+      /failed: server certificate for "localhost" \(and 1 other name\) does not match host name "127\.0\.0\.1"$/,
+    );
   });
   test("verify-full without a root certificate says what to do", async () => {
     const error = await connect({ ...scram, sslmode: "verify-full" }).catch((e: unknown) => e);
@@ -210,6 +215,114 @@ describe("sslmode", () => {
     }).catch((e: unknown) => e);
     assert.ok(error instanceof AuthenticationError, String(error));
   });
+});
+
+describe("client certificate files, checked as libpq checks them", () => {
+  /** The cert user over TLS with `files` (sslcert/sslkey/sslrootcert …); the error, or undefined when it connected. */
+  async function withFiles(files: ConnParams): Promise<unknown> {
+    return connect({
+      user: TEST_USERS.cert.name,
+      sslmode: "verify-full",
+      host: "localhost",
+      hostaddr: "127.0.0.1",
+      sslrootcert: TLS_FIXTURES.caCert,
+      ...files,
+    }).then(
+      async (conn) => {
+        await conn.close();
+        return undefined;
+      },
+      (error: unknown) => error,
+    );
+  }
+
+  /** A copy of the client key with `mode`, owned by `uid` (the tests run as root, so chown works). */
+  const keyDirs: string[] = [];
+  after(() => Promise.all(keyDirs.map((d) => rm(d, { recursive: true, force: true }))));
+  async function keyCopy(mode: number, uid?: number): Promise<string> {
+    const dir = await mkdtemp(join(tmpdir(), "pgwal-key-"));
+    keyDirs.push(dir);
+    const path = join(dir, "client.key");
+    await copyFile(TLS_FIXTURES.clientKey, path);
+    await chmod(path, mode);
+    if (uid !== undefined) await chown(path, uid, uid);
+    return path;
+  }
+
+  const tooOpen =
+    /failed: private key file ".*client\.key" has group or world access; file must have permissions u=rw \(0600\) or less if owned by the current user, or permissions u=rw,g=r \(0640\) or less if owned by root$/;
+
+  test("a world-readable key (0644) is refused with libpq's message", async () => {
+    const error = await withFiles({ sslcert: TLS_FIXTURES.clientCert, sslkey: await keyCopy(0o644) });
+    assert.ok(error instanceof ConnectionError, String(error));
+    assert.match(error.message, tooOpen);
+  });
+
+  test("a group-readable key (0640) is refused unless root owns it", {
+    skip: process.getuid?.() !== 0,
+  }, async () => {
+    const error = await withFiles({ sslcert: TLS_FIXTURES.clientCert, sslkey: await keyCopy(0o640, 65534) });
+    assert.ok(error instanceof ConnectionError, String(error));
+    assert.match(error.message, tooOpen);
+    assert.equal(
+      await withFiles({ sslcert: TLS_FIXTURES.clientCert, sslkey: await keyCopy(0o640, 0) }),
+      undefined,
+    );
+  });
+
+  const fileProblems: { name: string; files: () => Promise<ConnParams>; message: RegExp }[] = [
+    {
+      name: "sslcert without a key",
+      files: async () => ({ sslcert: TLS_FIXTURES.clientCert }),
+      message: /failed: certificate present, but not private key file "~\/\.postgresql\/postgresql\.key"$/,
+    },
+    {
+      name: "a missing sslkey",
+      files: async () => ({ sslcert: TLS_FIXTURES.clientCert, sslkey: "/nonexistent/client.key" }),
+      message: /failed: certificate present, but not private key file "\/nonexistent\/client\.key"$/,
+    },
+    {
+      name: "a garbage key",
+      files: async () => {
+        const path = await keyCopy(0o600);
+        await writeFile(path, "not a key\n");
+        return { sslcert: TLS_FIXTURES.clientCert, sslkey: path };
+      },
+      message: /failed: could not load private key file ".*client\.key": /,
+    },
+    {
+      name: "a key that does not belong to the certificate",
+      files: async () => {
+        const path = await keyCopy(0o600);
+        await writeFile(path, await readFile(TLS_FIXTURES.serverKey));
+        return { sslcert: TLS_FIXTURES.clientCert, sslkey: path };
+      },
+      message: /failed: could not load private key file ".*client\.key": /,
+    },
+    {
+      name: "a missing sslcert",
+      files: async () => ({ sslcert: "/nonexistent/client.crt", sslkey: await clientKeyPath() }),
+      message:
+        /failed: could not read certificate file "\/nonexistent\/client\.crt": No such file or directory$/,
+    },
+    {
+      name: "an sslrootcert that is a directory",
+      files: async () => ({ sslrootcert: TLS_FIXTURES.dir }),
+      message: /failed: could not read root certificate file ".*tls": Is a directory$/,
+    },
+    {
+      name: "an sslrootcert that holds no certificate",
+      files: async () => ({ sslrootcert: TLS_FIXTURES.clientKey }),
+      message: /failed: could not read root certificate file ".*client\.key": /,
+    },
+  ];
+  for (const c of fileProblems) {
+    test(`${c.name} is a connection error naming the file`, async () => {
+      const error = await withFiles(await c.files());
+      assert.ok(error instanceof ConnectionError, `expected ConnectionError, got ${String(error)}`);
+      assert.match(error.message, c.message);
+    });
+  }
 });
 
 describe("several hosts", () => {

@@ -9,9 +9,11 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, afterEach, describe, test } from "node:test";
+import { PgConnection } from "../../src/connection/connection.js";
 import { resolveConnectionSettings } from "../../src/connection/conninfo.js";
 import { AuthenticationError, ConnectionError, ProtocolError, ServerError } from "../../src/errors.js";
 import { formatLsn, type Lsn } from "../../src/lsn.js";
+import { hasControlCharacters } from "../../src/protocol/untrusted-text.js";
 import { silentLogger } from "../../src/receiver/logger.js";
 import { type ReceiverExit, type ReceiverOptions, WalReceiver } from "../../src/receiver/receiver.js";
 import { walFileName } from "../../src/wal/names.js";
@@ -38,12 +40,14 @@ import {
   type FakeServerOptions,
   pause,
   type RecordedStatus,
+  readReplicationSlotResponse,
   replicationHandshake,
   reset,
   run,
   type ScriptStep,
   send,
   stall,
+  startupResponse,
   streamStoppedResponse,
   waitUntil,
   walBytes,
@@ -250,7 +254,7 @@ describe("connection startup faults", () => {
       name: "garbage that frames as a message of an unknown type",
       script: [send(Buffer.from([0x01, 0, 0, 0, 8, 0xde, 0xad, 0xbe, 0xef]))],
       type: ProtocolError,
-      message: /^unexpected message unknown message type .* during authentication$/,
+      message: /^expected authentication request from server, but received unknown message type 0x01$/,
     },
     {
       name: "a length field below 4",
@@ -394,7 +398,7 @@ describe("connection startup faults", () => {
     assert.equal(disconnects.length, 1);
     assert.match(
       disconnects[0]!,
-      /^ProtocolError: unexpected message unknown message type .* during authentication$/,
+      /^ProtocolError: expected authentication request from server, but received unknown message type 0x00$/,
     );
     assert.equal(server.connections.length, 2);
     assertNoScriptProblems(server);
@@ -889,6 +893,225 @@ describe("standby status updates", () => {
       [SEG_B]: { size: SEGMENT, validBytes: SEGMENT },
       [`${SEG_C}.partial`]: { size: SEGMENT, validBytes: 300_000 },
     });
+  });
+});
+
+// --- Hostile values (issue 12): sizes before login, file names and timelines from the server ---
+
+/** A message header announcing `length` (the length field) of type `type`, and nothing after it. */
+function headerOnly(type: string, length: number): Buffer {
+  const header = Buffer.alloc(5);
+  header.write(type, 0, "latin1");
+  header.writeInt32BE(length, 1);
+  return header;
+}
+
+describe("a hostile server before login", () => {
+  const GIB = 1024 * 1024 * 1024;
+  for (const type of ["R", "E", "D"]) {
+    test(`a ~1 GiB '${type}' message announced before authentication is refused at its header, nothing allocated`, async () => {
+      let grownBy = 0;
+      const before = process.memoryUsage().arrayBuffers;
+      const outcome = await scenario(
+        [
+          send(headerOnly(type, GIB - 1)),
+          // While the client would be waiting for the body, see what it holds.
+          pause(300),
+          run(() => {
+            grownBy = process.memoryUsage().arrayBuffers - before;
+          }),
+          stall,
+        ],
+        { connectTimeout: "10" },
+      );
+      expectError(
+        outcome,
+        ProtocolError,
+        type === "D"
+          ? /^expected authentication request from server, but received DataRow \('D'\)$/
+          : /message header \(limit (2000|30000) before authentication\)$/,
+      );
+      assert.ok(outcome.elapsedMs < 2000, `refused after ${outcome.elapsedMs.toFixed(0)} ms`);
+      assert.ok(grownBy < 64 * 1024 * 1024, `array buffers grew by ${grownBy} bytes`);
+      assert.ok(outcome.clientLeft, "the client must drop the connection");
+    });
+  }
+
+  test("after AuthenticationOk, a short-only message type over libpq's 30000 bytes is refused", async () => {
+    const outcome = await scenario([
+      send(Buffer.concat([authenticationOk(), parameterStatus("huge", "x".repeat(40_000))])),
+    ]);
+    expectError(
+      outcome,
+      ProtocolError,
+      /^invalid length 40010 in ParameterStatus \('S'\) message header \(limit 30000 for this message type\)$/,
+    );
+  });
+});
+
+describe("file names and timelines the server makes up", () => {
+  test("a TIMELINE_HISTORY file name that is not the computed one stops before anything is written or hooked", async () => {
+    for (const name of [
+      "00000002.history;touch PWNED;#",
+      "00000003.history",
+      "../00000002.history",
+      "00000002.history\u001b[2J\n",
+    ]) {
+      const server = await fakeServer({
+        scripts: [replicationHandshake({ ...IDENTITY, timeline: 2, historyFileName: name })],
+      });
+      const dir = await tempArchive();
+      const receiver = receiverFor(server, dir);
+      const histories: string[] = [];
+      receiver.on("history", (e) => histories.push(e.path));
+      const outcome = await outcomeOf(receiver);
+      const escaped = name.replace("\u001b", "\\x1b").replace("\n", "\\n");
+      const error = expectError(
+        outcome,
+        ProtocolError,
+        /^server reported unexpected history file name for timeline 2: /,
+      );
+      assert.equal(error.message, `server reported unexpected history file name for timeline 2: ${escaped}`);
+      assert.deepEqual(histories, [], "no history event for a name pgwal did not build");
+      assert.deepEqual(readdirSync(dir), [], "nothing written");
+      await server.close();
+    }
+  });
+
+  const impossible = [
+    { where: "IDENTIFY_SYSTEM", timeline: 0 },
+    { where: "IDENTIFY_SYSTEM", timeline: 2 ** 32 },
+  ];
+  for (const c of impossible) {
+    test(`timeline ${c.timeline} from ${c.where} is a ProtocolError, and a daemon reconnects after it`, async () => {
+      let receiver: WalReceiver | undefined;
+      const server = await fakeServer({
+        scripts: [
+          replicationHandshake({ ...IDENTITY, timeline: c.timeline }).slice(0, 3),
+          [
+            ...replicationHandshake(IDENTITY),
+            send(xlogStream(START, 1000)),
+            send(keepalive(START + 1000n, 0n, true)),
+            waitUntil("1000 bytes written", (conn) =>
+              conn.statusUpdates.some((u) => u.write === START + 1000n),
+            ),
+            run(() => receiver!.stop()),
+            expectMessage("c"),
+            send(streamStoppedResponse()),
+          ],
+        ],
+      });
+      const dir = await tempArchive();
+      receiver = receiverFor(server, dir, { noLoop: false });
+      const disconnects: string[] = [];
+      receiver.on("disconnected", (e) => disconnects.push(`${e.error.name}: ${e.error.message}`));
+      const outcome = await outcomeOf(receiver);
+      assert.equal(outcome.error, undefined, String(outcome.error));
+      assert.deepEqual(outcome.exit, { reason: "stopped" });
+      assert.deepEqual(disconnects, [
+        `ProtocolError: server reported invalid timeline ${c.timeline} in IDENTIFY_SYSTEM (expected 1 to 4294967295)`,
+      ]);
+    });
+  }
+
+  test("a next timeline of 2^32 after the end of a timeline is a ProtocolError", async () => {
+    const outcome = await scenario(
+      streaming(send(xlogStream(START, 2000)), send(endOfTimelineResponse(2 ** 32, START + 2000n))),
+    );
+    expectError(
+      outcome,
+      ProtocolError,
+      /^server reported invalid next timeline 4294967296 in the end-of-streaming result \(expected 1 to 4294967295\)$/,
+    );
+  });
+
+  test("a slot's restart timeline of 0 from READ_REPLICATION_SLOT is a ProtocolError", async () => {
+    const outcome = await scenario(
+      replicationHandshake(
+        { ...IDENTITY, slotRow: readReplicationSlotResponse("physical", START, 0) },
+        { withSlot: true },
+      ).slice(0, 5),
+      { slot: "s" },
+    );
+    expectError(
+      outcome,
+      ProtocolError,
+      /^server reported invalid timeline 0 in READ_REPLICATION_SLOT \(expected 1 to 4294967295\)$/,
+    );
+  });
+
+  test("control characters in a server's error message are escaped before they reach a message", async () => {
+    const outcome = await scenario([
+      send(errorResponse({ severity: "FATAL", code: "28000", message: "no\u001b[2J\nFAKE: line\u0007" })),
+    ]);
+    const error = expectError(outcome, ServerError, /no/);
+    assert.match(error.message, /failed: FATAL: {2}no\\x1b\[2J\\nFAKE: line\\x07$/);
+    assert.equal(hasControlCharacters(error.message), false);
+  });
+});
+
+describe("SCRAM against a server that cuts corners", () => {
+  async function connectWithPassword(server: FakeServer, connectTimeout?: string): Promise<Outcome> {
+    const overrides: Record<string, string> = {
+      host: "127.0.0.1",
+      port: String(server.port),
+      user: "x",
+      password: "secret",
+      sslmode: "disable",
+    };
+    if (connectTimeout !== undefined) overrides.connect_timeout = connectTimeout;
+    const started = performance.now();
+    const settings = resolveConnectionSettings({ overrides, forced: { replication: "true" }, env: {} });
+    const result = await PgConnection.connect(settings).then(
+      (conn) => {
+        conn.destroy();
+        return { exit: { reason: "stopped" } as ReceiverExit };
+      },
+      (error: unknown) => ({ error }),
+    );
+    return { ...result, elapsedMs: performance.now() - started };
+  }
+
+  test("AuthenticationOk before SASLFinal is refused: the server never proved it knows the password", async () => {
+    const server = await fakeServer({
+      scripts: [
+        [send(authenticationSasl(["SCRAM-SHA-256"])), expectMessage("p"), send(startupResponse()), stall],
+      ],
+    });
+    const outcome = await connectWithPassword(server);
+    assert.ok(outcome.error instanceof AuthenticationError, String(outcome.error));
+    assert.match(
+      outcome.error.message,
+      /^connection to server at "127\.0\.0\.1", port \d+ failed: server sent AuthenticationOk before the SCRAM exchange was complete$/,
+    );
+    assertNoScriptProblems(server);
+  });
+
+  test("a huge PBKDF2 iteration count does not block the event loop: connect_timeout still holds", async () => {
+    let clientFirst = "";
+    const server = await fakeServer({
+      scripts: [
+        [
+          send(authenticationSasl(["SCRAM-SHA-256"])),
+          run(async (conn) => {
+            const message = await conn.take("p", 5000);
+            // SASLInitialResponse: mechanism\0, Int32 length, then "n,,n=,r=<nonce>".
+            const body = message!.body;
+            const start = body.indexOf(0) + 5;
+            clientFirst = body.subarray(start).toString("utf8");
+            const nonce = /r=([^,]+)/.exec(clientFirst)![1]!;
+            const serverFirst = `r=${nonce}server,s=${Buffer.from("salt").toString("base64")},i=10000000`;
+            conn.socket.write(authenticationRequest(11, Buffer.from(serverFirst)));
+          }),
+          stall,
+        ],
+      ],
+    });
+    const outcome = await connectWithPassword(server, "2");
+    assert.ok(outcome.error instanceof ConnectionError, String(outcome.error));
+    assert.match(outcome.error.message, /failed: timeout expired$/);
+    assert.ok(outcome.elapsedMs < 3500, `timed out after ${outcome.elapsedMs.toFixed(0)} ms`);
+    assert.match(clientFirst, /^n,,n=,r=/);
   });
 });
 

@@ -191,6 +191,10 @@ describe("--on-segment hooks", () => {
       child.kill("SIGKILL");
       await new Promise((resolve) => child.once("exit", resolve));
     }
+    // The walsender of the killed child may not have seen the EOF yet: wait until it lets go.
+    await cluster.sql(
+      "DO $$ BEGIN FOR i IN 1..100 LOOP EXIT WHEN NOT EXISTS (SELECT FROM pg_replication_slots WHERE slot_name = 'hk_kill' AND active); PERFORM pg_sleep(0.05); END LOOP; END $$",
+    );
     await cluster.sql("SELECT pg_drop_replication_slot('hk_kill')");
     await rm(dir, { recursive: true });
   });

@@ -39,6 +39,7 @@ import {
   standbyStatusUpdateMessage,
   type TimelineHistoryEntry,
 } from "../../src/protocol/replication.js";
+import { escapeControlCharacters } from "../../src/protocol/untrusted-text.js";
 import * as build from "../support/backend-builders.js";
 import { propertySettings, propertyTimeoutMs } from "../support/property-runs.js";
 import { valueOrProtocolError } from "../support/protocol-asserts.js";
@@ -295,7 +296,10 @@ const errorFields: fc.Arbitrary<Case<ServerErrorFields>> = fc
       unknown: fc.array(fc.tuple(fc.constantFrom("Y", "Z", "a", "1"), cText())),
     }).map(({ localized, unknown }) => ({
       body: build.errorFieldsBody({ ...fields, localizedSeverity: localized ?? undefined, raw: unknown }),
-      expected: fields as ServerErrorFields,
+      // Control characters in server text are escaped by the parser.
+      expected: Object.fromEntries(
+        Object.entries(fields).map(([k, v]) => [k, escapeControlCharacters(v as string)]),
+      ) as unknown as ServerErrorFields,
     })),
   );
 
@@ -334,7 +338,7 @@ const parsers: ParserUnderTest[] = [
     parse: parseParameterStatus,
     valid: fc.tuple(cText(), cText()).map(([name, value]) => ({
       body: body(build.parameterStatus(name, value)),
-      expected: { name, value },
+      expected: { name: escapeControlCharacters(name), value: escapeControlCharacters(value) },
     })),
   },
   {

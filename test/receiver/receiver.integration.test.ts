@@ -12,6 +12,7 @@ import { formatLsn, type Lsn, parseLsn } from "../../src/lsn.js";
 import { silentLogger } from "../../src/receiver/logger.js";
 import { type ReceiverOptions, WalReceiver } from "../../src/receiver/receiver.js";
 import type { CompressionSpec } from "../../src/wal/compression.js";
+import { zstdAvailable } from "../../src/wal/zstd-storage.js";
 import {
   assertArchiveCovers,
   assertCompleteSegmentsMatchServer,
@@ -77,6 +78,8 @@ describe("streaming into an archive", () => {
     { method: "none" },
     { method: "gzip", level: 1 },
     { method: "lz4" },
+    // zstd is in node:zlib from Node.js 22.15 (CI runs the suite on 22, 24 and 26 too).
+    ...(zstdAvailable() ? [{ method: "zstd", level: 1 }] : []),
   ] as CompressionSpec[]) {
     test(`complete segments are byte-identical to pg_wal (${compression.method})`, async () => {
       const dir = await tempArchive();

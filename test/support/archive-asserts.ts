@@ -29,9 +29,21 @@ export interface ArchiveSummary {
   history: string[];
 }
 
-export async function listArchive(directory: string): Promise<ArchiveSummary> {
+export interface ListOptions {
+  /**
+   * Skip `NAME.<ext>.partial.tmp`: a compressed segment's replacement stream that a crash (or power
+   * cut) left before it replaced the `.partial` it was catching up with. The `.partial` itself is
+   * what counts; outside a crash test such a file is a leak and must fail the listing.
+   */
+  allowReplacementInProgress?: boolean;
+}
+
+const REPLACEMENT_IN_PROGRESS = /^[0-9A-F]{24}\.(gz|lz4|zst)\.partial\.tmp$/;
+
+export async function listArchive(directory: string, options: ListOptions = {}): Promise<ArchiveSummary> {
   const summary: ArchiveSummary = { complete: [], partial: [], history: [] };
   for (const name of (await readdir(directory)).sort()) {
+    if (options.allowReplacementInProgress === true && REPLACEMENT_IN_PROGRESS.test(name)) continue;
     if (/^[0-9A-F]{8}\.history$/.test(name)) {
       summary.history.push(name);
       continue;
@@ -50,8 +62,9 @@ export async function listArchive(directory: string): Promise<ArchiveSummary> {
 export async function assertCompleteSegmentsMatchServer(
   directory: string,
   server: PgCluster,
+  options: ListOptions = {},
 ): Promise<ArchiveSummary> {
-  const summary = await listArchive(directory);
+  const summary = await listArchive(directory, options);
   const segNosByTimeline = new Map<number, bigint[]>();
   for (const name of summary.complete) {
     const walName = parseArchiveFileName(name)!.walFileName;
@@ -101,8 +114,13 @@ export function offsetIn(lsn: Lsn, segmentSize: number): number {
  * The archive holds the server's WAL up to `lsn` (what the server was told is flushed): complete
  * segments are identical and contiguous, and the segment holding `lsn` is present up to it.
  */
-export async function assertArchiveCovers(directory: string, server: PgCluster, lsn: Lsn): Promise<void> {
-  const summary = await assertCompleteSegmentsMatchServer(directory, server);
+export async function assertArchiveCovers(
+  directory: string,
+  server: PgCluster,
+  lsn: Lsn,
+  options: ListOptions = {},
+): Promise<void> {
+  const summary = await assertCompleteSegmentsMatchServer(directory, server, options);
   const size = server.walSegmentSize;
   const offset = offsetIn(lsn, size);
   if (offset === 0 || lsn === 0n) return;

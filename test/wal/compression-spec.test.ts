@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { UsageError } from "../../src/errors.js";
 import { archiveSuffix, parseCompressionSpec } from "../../src/wal/compression.js";
+import { zstdAvailable } from "../../src/wal/zstd-storage.js";
 
 test("accepted -Z forms", () => {
   const cases: [string, object][] = [
@@ -83,4 +84,41 @@ test("archive suffixes", () => {
   assert.equal(archiveSuffix("none"), "");
   assert.equal(archiveSuffix("gzip"), ".gz");
   assert.equal(archiveSuffix("lz4"), ".lz4");
+});
+
+test("zstd is pgwal's own: refused as pg_receivewal refuses it unless allowed, then parsed like PostgreSQL's spec", () => {
+  const allowZstd = { allowZstd: true };
+  const refusal = (error: unknown) =>
+    error instanceof UsageError && error.message === "compression with ZSTD is not yet supported";
+  assert.throws(() => parseCompressionSpec("zstd:level=3,long", {}), refusal);
+  assert.throws(
+    () => parseCompressionSpec("zstd:workers=2", allowZstd),
+    (error: unknown) =>
+      error instanceof UsageError &&
+      error.message ===
+        'invalid compression specification: pgwal does not support compression option "workers"',
+  );
+  assert.throws(
+    () => parseCompressionSpec("zstd:23", allowZstd),
+    (error: unknown) =>
+      error instanceof UsageError && /between -131072 and 22 \(default at 3\)/.test(error.message),
+  );
+  if (!zstdAvailable()) {
+    assert.throws(
+      () => parseCompressionSpec("zstd", allowZstd),
+      (error: unknown) =>
+        error instanceof UsageError &&
+        error.message ===
+          `compression with zstd needs Node.js 22.15 or later (this is Node.js ${process.version})`,
+    );
+    return;
+  }
+  assert.deepEqual(parseCompressionSpec("zstd", allowZstd), { method: "zstd" });
+  assert.deepEqual(parseCompressionSpec("zstd:19", allowZstd), { method: "zstd", level: 19 });
+  assert.deepEqual(parseCompressionSpec("zstd:level=-5,long", allowZstd), {
+    method: "zstd",
+    level: -5,
+    long: true,
+  });
+  assert.equal(archiveSuffix("zstd"), ".zst");
 });

@@ -53,6 +53,10 @@ export interface RecordingOptions {
   failWritesWith?: string;
   /** Caps how many bytes one writev writes (to exercise short-write loops). */
   maxBytesPerWrite?: number;
+  /** Makes every file fsync/fdatasync fail with this errno code. */
+  failFileSyncsWith?: string;
+  /** Makes every directory fsync fail with this errno code. */
+  failDirectorySyncsWith?: string;
 }
 
 /**
@@ -76,10 +80,12 @@ export function recordingFileSystem(log: string[], options: RecordingOptions = {
     stat: () => handle.stat(),
     truncate: (length) => handle.truncate(length),
     async sync() {
+      if (options.failFileSyncsWith) throw errnoError(options.failFileSyncsWith, "injected fsync failure");
       await handle.sync();
       log.push(`fsynced ${name}`);
     },
     async datasync() {
+      if (options.failFileSyncsWith) throw errnoError(options.failFileSyncsWith, "injected fsync failure");
       await handle.datasync();
       log.push(`fdatasynced ${name}`);
     },
@@ -98,7 +104,13 @@ export function recordingFileSystem(log: string[], options: RecordingOptions = {
       await nodeFileSystem.rename(from, to);
       log.push(`renamed ${basename(from)} -> ${basename(to)}`);
     },
+    async unlink(path) {
+      await nodeFileSystem.unlink(path);
+      log.push(`removed ${basename(path)}`);
+    },
     async fsyncDirectory(path) {
+      if (options.failDirectorySyncsWith)
+        throw errnoError(options.failDirectorySyncsWith, "injected directory fsync failure");
       await nodeFileSystem.fsyncDirectory(path);
       log.push("fsynced directory");
     },

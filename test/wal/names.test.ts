@@ -59,7 +59,7 @@ test("history file names", () => {
   assert.equal(parseHistoryFileName("000000AB.history.tmp"), undefined);
 });
 
-test("parseArchiveFileName recognises exactly pg_receivewal's names", () => {
+test("parseArchiveFileName recognises exactly pg_receivewal's names, and pgwal's .zst", () => {
   const name = "000000010000000000000003";
   assert.deepEqual(parseArchiveFileName(name), { walFileName: name, compression: "none", partial: false });
   assert.deepEqual(parseArchiveFileName(`${name}.partial`), {
@@ -87,9 +87,21 @@ test("parseArchiveFileName recognises exactly pg_receivewal's names", () => {
     compression: "lz4",
     partial: true,
   });
+  // pgwal's own zstd archives (pg_receivewal never writes them).
+  assert.deepEqual(parseArchiveFileName(`${name}.zst`), {
+    walFileName: name,
+    compression: "zstd",
+    partial: false,
+  });
+  assert.deepEqual(parseArchiveFileName(`${name}.zst.partial`), {
+    walFileName: name,
+    compression: "zstd",
+    partial: true,
+  });
   for (const other of [
     `${name}.partial.gz`,
-    `${name}.zst`,
+    `${name}.partial.zst`,
+    `${name}.zstd`,
     `${name}.gz.tmp`,
     `${name}.00000028.backup`,
     "00000001.history",

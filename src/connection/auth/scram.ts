@@ -7,11 +7,13 @@
  * Pure: no sockets. The connection feeds in the bytes of AuthenticationSASLContinue/Final and sends
  * back what this returns.
  *
- * The key derivation uses pbkdf2Sync: the exchange is a synchronous step-by-step API, it runs once per
- * connection, and PostgreSQL's default of 4096 iterations costs a few milliseconds.
+ * The key derivation runs on the thread pool (async pbkdf2): the server chooses the iteration count, and
+ * a huge one must not freeze the event loop, where connect_timeout's timer runs.
  */
-import { createHash, createHmac, pbkdf2Sync, randomBytes, timingSafeEqual } from "node:crypto";
+import { createHash, createHmac, pbkdf2, randomBytes, timingSafeEqual } from "node:crypto";
+import { promisify } from "node:util";
 import { AuthenticationError } from "../../errors.js";
+import { escapeControlCharacters } from "../../protocol/untrusted-text.js";
 import type { ChannelBindingMode } from "../conninfo.js";
 import { saslprepOrRaw } from "./saslprep.js";
 
@@ -24,6 +26,7 @@ export interface ChannelBinding {
 export type ScramMechanism = "SCRAM-SHA-256" | "SCRAM-SHA-256-PLUS";
 
 const KEY_LENGTH = 32;
+const pbkdf2Async = promisify(pbkdf2);
 /** Raw bytes of our nonce before base64, as libpq (24 printable characters on the wire). */
 const NONCE_BYTES = 18;
 const STRICT_BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
@@ -64,7 +67,7 @@ function decodeText(data: Buffer): string {
   return data.toString("utf8");
 }
 
-type ExchangeState = "initial" | "first-sent" | "final-sent" | "finished";
+type ExchangeState = "initial" | "first-sent" | "deriving" | "final-sent" | "finished";
 
 export class ScramSha256Client {
   readonly mechanism: ScramMechanism;
@@ -119,6 +122,11 @@ export class ScramSha256Client {
     return this.state === "finished" && this.mechanism === "SCRAM-SHA-256-PLUS";
   }
 
+  /** True once the server's signature has been verified (AuthenticationOk is acceptable only then). */
+  get finished(): boolean {
+    return this.state === "finished";
+  }
+
   /** The initial response of SASLInitialResponse: gs2 header + "n=,r=<client nonce>". */
   clientFirstMessage(): Buffer {
     this.expectState("initial");
@@ -128,7 +136,7 @@ export class ScramSha256Client {
   }
 
   /** Takes server-first-message (AuthenticationSASLContinue data); returns client-final-message. */
-  handleServerFirst(data: Buffer): Buffer {
+  async handleServerFirst(data: Buffer): Promise<Buffer> {
     this.expectState("first-sent");
     const serverFirst = decodeText(data);
     const [nonce, encodedSalt, iterationText] = readAttributes(
@@ -154,7 +162,8 @@ export class ScramSha256Client {
       : Buffer.from(this.gs2Header, "utf8");
     const finalWithoutProof = `c=${cbindInput.toString("base64")},r=${nonce}`;
 
-    const saltedPassword = pbkdf2Sync(this.password, salt, iterations, KEY_LENGTH, "sha256");
+    this.state = "deriving";
+    const saltedPassword = await pbkdf2Async(this.password, salt, iterations, KEY_LENGTH, "sha256");
     const clientKey = hmac(saltedPassword, "Client Key");
     const storedKey = createHash("sha256").update(clientKey).digest();
     const authMessage = Buffer.concat([
@@ -178,7 +187,9 @@ export class ScramSha256Client {
     if (serverFinal.startsWith("e")) {
       // Report the server's reason even if extensions follow it.
       const [error] = readAttributes(serverFinal.split(",")[0]!, ["e"], "server-final-message");
-      throw new AuthenticationError(`error received from server in SCRAM exchange: ${error}`);
+      throw new AuthenticationError(
+        `error received from server in SCRAM exchange: ${escapeControlCharacters(error ?? "")}`,
+      );
     }
     const [encodedSignature] = readAttributes(serverFinal, ["v"], "server-final-message") as [string];
     const signature = STRICT_BASE64.test(encodedSignature)

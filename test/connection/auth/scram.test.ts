@@ -12,11 +12,11 @@ import { AuthenticationError } from "../../../src/errors.js";
 const text = (buffer: Buffer) => buffer.toString("utf8");
 const bytes = (value: string) => Buffer.from(value, "utf8");
 
-test("RFC 7677 SCRAM-SHA-256 test vector", () => {
+test("RFC 7677 SCRAM-SHA-256 test vector", async () => {
   const client = new ScramSha256Client("pencil", { username: "user", nonce: "rOprNGfwEbeRWgbNEkqO" });
   assert.equal(client.mechanism, "SCRAM-SHA-256");
   assert.equal(text(client.clientFirstMessage()), "n,,n=user,r=rOprNGfwEbeRWgbNEkqO");
-  const clientFinal = client.handleServerFirst(
+  const clientFinal = await client.handleServerFirst(
     bytes("r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096"),
   );
   assert.equal(
@@ -27,10 +27,10 @@ test("RFC 7677 SCRAM-SHA-256 test vector", () => {
   assert.equal(client.channelBound, false);
 });
 
-test("RFC 7677 vector: a server signature that differs in one bit is refused", () => {
+test("RFC 7677 vector: a server signature that differs in one bit is refused", async () => {
   const client = new ScramSha256Client("pencil", { username: "user", nonce: "rOprNGfwEbeRWgbNEkqO" });
   client.clientFirstMessage();
-  client.handleServerFirst(
+  await client.handleServerFirst(
     bytes("r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096"),
   );
   const signature = Buffer.from("6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=", "base64");
@@ -81,22 +81,22 @@ function fakeServer(password: string, channelBinding?: Buffer) {
   };
 }
 
-function exchange(client: ScramSha256Client, server: ReturnType<typeof fakeServer>): void {
+async function exchange(client: ScramSha256Client, server: ReturnType<typeof fakeServer>): Promise<void> {
   const serverFirst = server.first(client.clientFirstMessage());
-  client.verifyServerFinal(server.final(client.handleServerFirst(serverFirst)));
+  client.verifyServerFinal(server.final(await client.handleServerFirst(serverFirst)));
 }
 
-test("PostgreSQL-style exchange: empty user name, random 24-character nonce, server accepts the proof", () => {
+test("PostgreSQL-style exchange: empty user name, random 24-character nonce, server accepts the proof", async () => {
   const client = new ScramSha256Client("pw-scram-3");
   const first = text(client.clientFirstMessage());
   assert.match(first, /^n,,n=,r=[A-Za-z0-9+/]{24}$/);
   const server = fakeServer("pw-scram-3");
-  client.verifyServerFinal(server.final(client.handleServerFirst(server.first(bytes(first)))));
+  client.verifyServerFinal(server.final(await client.handleServerFirst(server.first(bytes(first)))));
 });
 
-test("wrong password: the server's error is reported", () => {
+test("wrong password: the server's error is reported", async () => {
   const client = new ScramSha256Client("wrong");
-  assert.throws(
+  await assert.rejects(
     () => exchange(client, fakeServer("right")),
     new AuthenticationError("error received from server in SCRAM exchange: invalid-proof"),
   );
@@ -108,17 +108,17 @@ test("two nonces differ", () => {
   assert.notEqual(a, b);
 });
 
-test("client that supports binding but was not offered PLUS sends the y flag in both messages", () => {
+test("client that supports binding but was not offered PLUS sends the y flag in both messages", async () => {
   const client = new ScramSha256Client("pw", { clientSupportsBinding: true });
   assert.equal(client.mechanism, "SCRAM-SHA-256");
   const server = fakeServer("pw");
   const serverFirst = server.first(client.clientFirstMessage());
-  const clientFinal = client.handleServerFirst(serverFirst);
+  const clientFinal = await client.handleServerFirst(serverFirst);
   assert.match(text(clientFinal), /^c=eSws,/); // base64("y,,")
   client.verifyServerFinal(server.final(clientFinal));
 });
 
-test("SCRAM-SHA-256-PLUS binds the certificate hash into the client-final message", () => {
+test("SCRAM-SHA-256-PLUS binds the certificate hash into the client-final message", async () => {
   const binding: ChannelBinding = { type: "tls-server-end-point", data: Buffer.alloc(32, 0xab) };
   const client = new ScramSha256Client("pw", { channelBinding: binding });
   assert.equal(client.mechanism, "SCRAM-SHA-256-PLUS");
@@ -127,22 +127,22 @@ test("SCRAM-SHA-256-PLUS binds the certificate hash into the client-final messag
   const fresh = new ScramSha256Client("pw", { channelBinding: binding });
   const server = fakeServer("pw", binding.data);
   assert.equal(fresh.channelBound, false);
-  exchange(fresh, server);
+  await exchange(fresh, server);
   assert.equal(fresh.channelBound, true);
 });
 
-test("the password goes through SASLprep: equivalent spellings give the same proof", () => {
+test("the password goes through SASLprep: equivalent spellings give the same proof", async () => {
   const serverFirst = bytes("r=fixednonceSRV,s=MTIzNDU2Nzg5MGFiY2RlZg==,i=4096");
-  const proofFor = (password: string) => {
+  const proofFor = async (password: string) => {
     const client = new ScramSha256Client(password, { nonce: "fixednonce" });
     client.clientFirstMessage();
-    return text(client.handleServerFirst(serverFirst));
+    return text(await client.handleServerFirst(serverFirst));
   };
-  assert.equal(proofFor("I\u00ADX"), proofFor("IX"));
-  assert.notEqual(proofFor("I\u00ADX"), proofFor("I-X"));
+  assert.equal(await proofFor("I\u00ADX"), await proofFor("IX"));
+  assert.notEqual(await proofFor("I\u00ADX"), await proofFor("I-X"));
 });
 
-function afterFirst(serverFirst: string): () => Buffer {
+function afterFirst(serverFirst: string): () => Promise<Buffer> {
   const client = new ScramSha256Client("pw", { nonce: "abc" });
   client.clientFirstMessage();
   return () => client.handleServerFirst(bytes(serverFirst));
@@ -170,12 +170,12 @@ const badServerFirst: [string, string, string][] = [
 ];
 
 for (const [name, message, error] of badServerFirst) {
-  test(`server-first-message refused: ${name}`, () => {
-    assert.throws(afterFirst(message), new AuthenticationError(error));
+  test(`server-first-message refused: ${name}`, async () => {
+    await assert.rejects(afterFirst(message), new AuthenticationError(error));
   });
 }
 
-test("server-final-message: malformed signatures are refused", () => {
+test("server-final-message: malformed signatures are refused", async () => {
   for (const [message, error] of [
     ["v=AAAA", "malformed SCRAM message (invalid server signature)"],
     ["v=not base64!", "malformed SCRAM message (invalid server signature)"],
@@ -184,14 +184,17 @@ test("server-final-message: malformed signatures are refused", () => {
   ] as const) {
     const client = new ScramSha256Client("pw", { nonce: "abc" });
     client.clientFirstMessage();
-    client.handleServerFirst(bytes("r=abcdef,s=c2FsdA==,i=1"));
+    await client.handleServerFirst(bytes("r=abcdef,s=c2FsdA==,i=1"));
     assert.throws(() => client.verifyServerFinal(bytes(message)), new AuthenticationError(error));
   }
 });
 
-test("steps out of order are refused", () => {
+test("steps out of order are refused", async () => {
   const client = new ScramSha256Client("pw");
-  assert.throws(() => client.handleServerFirst(bytes("r=x,s=c2FsdA==,i=1")), /invalid SCRAM exchange state/);
+  await assert.rejects(
+    () => client.handleServerFirst(bytes("r=x,s=c2FsdA==,i=1")),
+    /invalid SCRAM exchange state/,
+  );
   client.clientFirstMessage();
   assert.throws(() => client.clientFirstMessage(), /invalid SCRAM exchange state/);
   assert.throws(() => client.verifyServerFinal(bytes("v=AAAA")), /invalid SCRAM exchange state/);
@@ -249,7 +252,7 @@ test("chooseScramMechanism errors use libpq's wording", () => {
   );
 });
 
-test("channel_binding=require refuses non-SASL requests and an unbound AuthenticationOk", () => {
+test("channel_binding=require refuses non-SASL requests and an unbound AuthenticationOk", async () => {
   assert.throws(
     () => checkChannelBindingRequirement("require", "other", undefined),
     /channel binding required but not supported by server's authentication request/,
@@ -259,10 +262,10 @@ test("channel_binding=require refuses non-SASL requests and an unbound Authentic
     /server authenticated client without channel binding/,
   );
   const unbound = new ScramSha256Client("pw");
-  exchange(unbound, fakeServer("pw"));
+  await exchange(unbound, fakeServer("pw"));
   assert.throws(() => checkChannelBindingRequirement("require", "ok", unbound), AuthenticationError);
   const bound = new ScramSha256Client("pw", { channelBinding: binding });
-  exchange(bound, fakeServer("pw", binding.data));
+  await exchange(bound, fakeServer("pw", binding.data));
   checkChannelBindingRequirement("require", "ok", bound);
   checkChannelBindingRequirement("require", "sasl", undefined);
   checkChannelBindingRequirement("prefer", "other", undefined);
