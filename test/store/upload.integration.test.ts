@@ -11,7 +11,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { type Lsn, parseLsn } from "../../src/lsn.js";
 import type { S3ObjectStore } from "../../src/store/object-store.js";
 import { openObjectStore } from "../../src/store/open-store.js";
-import { parseArchiveFileName, parseWalFileName } from "../../src/wal/names.js";
+import { parseArchiveFileName, parseWalFileName, walFileName } from "../../src/wal/names.js";
 import { type CliRun, jsonLogLines, runPgwal } from "../cli/cli-harness.js";
 import { archiveFileContent, listArchive } from "../support/archive-asserts.js";
 import { PgCluster, startSharedCluster, TEST_USERS } from "../support/cluster.js";
@@ -663,3 +663,77 @@ describe("refusals: one clear line, exit 1, nothing lost locally", () => {
 function errorLines(stderr: string): string[] {
   return stderr.split("\n").filter((line) => line.startsWith("pgwal: error:"));
 }
+
+test("receive --retention never removes a local segment whose upload is not confirmed (RGW stopped)", async () => {
+  const bucket = await rgw.createBucket("retention");
+  const url = `s3://${bucket}/wal`;
+  const store = await openStore(url);
+  const dir = await mkdtemp(join(workDir, "retention-"));
+  const running = startReceive([
+    "-D",
+    dir,
+    ...connectionArgs(),
+    "--target",
+    url,
+    "--retention=1s",
+    "--partial-upload-interval=0",
+    "--upload-state-file",
+    `${dir}.state.json`,
+  ]);
+  try {
+    await waitFor("the receiver to stream", async () =>
+      (await listArchive(dir)).partial.length > 0 ? true : undefined,
+    );
+    await someWal(cluster, 100);
+    await cluster.sql("SELECT pg_switch_wal()");
+    await waitFor("a first segment in the bucket", async () =>
+      (await objectNames(store)).some((name) => !name.endsWith(".partial")) ? true : undefined,
+    );
+    const inBucket = await objectNames(store);
+    await rgw.stopGateway();
+    let completedWhileDown: string[] = [];
+    try {
+      // From the segment in progress when the store went away to the last one switched away from.
+      const first = await cluster.sql("SELECT pg_walfile_name(pg_current_wal_lsn())");
+      // Segments complete while nothing can be uploaded, each older than the window by the next one.
+      let last = first;
+      for (let round = 0; round < 4; round++) {
+        await someWal(cluster, 2000);
+        // The segment switched away from: complete, and the newest one the receiver must finish.
+        last = await cluster.sql("SELECT pg_walfile_name(pg_switch_wal())");
+        await sleep(1500);
+      }
+      const from = parseWalFileName(first, SEGMENT)!;
+      const to = parseWalFileName(last, SEGMENT)!;
+      for (let segNo = from.segNo; segNo <= to.segNo; segNo++)
+        completedWhileDown.push(walFileName(from.timeline, segNo, SEGMENT));
+      // pg_walfile_name names the segment before an LSN on a boundary: keep what was not uploaded.
+      completedWhileDown = completedWhileDown.filter((name) => !inBucket.includes(name));
+      assert.ok(completedWhileDown.length >= 4, `segments completed while down: ${completedWhileDown}`);
+      const local = await waitFor("the receiver to complete them", async () => {
+        const names = (await listArchive(dir)).complete;
+        return names.includes(completedWhileDown.at(-1)!) ? names : undefined;
+      });
+      // A run of retention follows each segment; give the last one time to finish.
+      await sleep(1500);
+      const now = (await listArchive(dir)).complete;
+      for (const name of completedWhileDown)
+        assert.ok(
+          now.includes(name),
+          `${name} removed before its upload was confirmed (had: ${local})\n${running.stderr().slice(-6000)}`,
+        );
+    } finally {
+      await rgw.startGateway();
+    }
+    await waitFor(
+      "the segments completed while the store was down to reach the bucket",
+      async () => {
+        const names = await objectNames(store);
+        return completedWhileDown.every((name) => names.includes(name)) ? true : undefined;
+      },
+      120_000,
+    );
+  } finally {
+    await stop(running);
+  }
+});
