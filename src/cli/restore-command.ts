@@ -29,7 +29,8 @@ Segments stored compressed (.gz, .lz4) or as .partial are restored as plain, ful
 after their page headers are checked. Only regular files inside the archive are read.
 
 Exit status: 0 restored; 1 not in the archive (nothing printed); 128 corrupt file, I/O error,
-missing archive directory or wrong usage (one line on stderr): above 125, so that PostgreSQL
+missing archive directory, unreachable or misconfigured bucket, or wrong usage (one line on
+stderr): above 125, so that PostgreSQL
 stops the recovery instead of taking the failure for the end of the archive.
 `;
 }
