@@ -620,7 +620,15 @@ test("receive --target s3://… with AWS_PROFILE: the profile's keys upload the 
     "AWS_REGION=eu-west-1",
     `AWS_REGION=eu-west-1 AWS_ENDPOINT_URL_S3=${rgw.endpoint}`,
   );
-  const objects = await runUploadExample(command, "s3://example-wal-archive/main", dirs.archive, "");
+  await runUploadExample(command, "s3://example-wal-archive/main", dirs.archive, "");
+  // Listed after the receiver stopped: uploads confirmed after runUploadExample's own listing may
+  // rightly have moved the slot further.
+  const store = await openObjectStore(
+    "s3://example-wal-archive/main",
+    { credentials: rgw.credentials },
+    rgw.awsEnv(),
+  );
+  const objects = await store.list().finally(() => store.destroy());
   const names = objects.map((o) => o.name);
   assert.ok(
     names.every((n) => /^[0-9A-F]{24}(\.partial)?$|^[0-9A-F]{8}\.history$/.test(n)),
