@@ -9,6 +9,7 @@
 import { constants, type Stats } from "node:fs";
 import * as fsp from "node:fs/promises";
 import { join } from "node:path";
+import type { Readable } from "node:stream";
 import { ArchiveError, PgwalError, StorageError } from "../errors.js";
 import { isValidSegmentSize } from "../lsn.js";
 import { type CompressionMethod, decodeFailure, decompressedStream } from "../wal/compression.js";
@@ -119,8 +120,33 @@ export async function readSegmentFile(
 ): Promise<DecodedSegment | undefined> {
   const handle = await openArchiveFile(directory, fileName);
   if (handle === undefined) return undefined;
-  const path = join(directory, fileName);
-  const raw = handle.createReadStream({ highWaterMark: compression === "lz4" ? RAW_CHUNK_LZ4 : RAW_CHUNK });
+  const raw = handle.createReadStream({ highWaterMark: rawChunkSize(compression) });
+  try {
+    return await decodeSegmentStream(raw, join(directory, fileName), compression, partial, stopAfter);
+  } finally {
+    await handle.close().catch(() => {
+      // The stream may have closed it already.
+    });
+  }
+}
+
+/** How many raw bytes a reader of an archive file should hand over at a time. */
+export function rawChunkSize(compression: CompressionMethod): number {
+  return compression === "lz4" ? RAW_CHUNK_LZ4 : RAW_CHUNK;
+}
+
+/**
+ * Decodes a segment file's raw bytes from any stream (a file, an object store's body) under the
+ * same bound as readSegmentFile; `where` names the file in a decoding failure. The stream is
+ * destroyed when reading stops.
+ */
+export async function decodeSegmentStream(
+  raw: Readable,
+  where: string,
+  compression: CompressionMethod,
+  partial: boolean,
+  stopAfter = Number.POSITIVE_INFINITY,
+): Promise<DecodedSegment> {
   const stream = decompressedStream(raw, compression, partial);
   const pieces: Buffer[] = [];
   let decodedBytes = 0;
@@ -135,12 +161,10 @@ export async function readSegmentFile(
       if (decodedBytes >= stopAfter || (limit !== undefined && decodedBytes >= limit)) break;
     }
   } catch (error) {
-    throw decodeFailure(path, error);
+    throw decodeFailure(where, error);
   } finally {
     stream.destroy();
-    await handle.close().catch(() => {
-      // The stream may have closed it already.
-    });
+    raw.destroy();
   }
   const content = Buffer.concat(pieces, decodedBytes);
   return { content: limit === undefined ? content : content.subarray(0, limit), decodedBytes };

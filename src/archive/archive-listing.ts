@@ -67,13 +67,7 @@ export async function listArchiveDirectory(directory: string): Promise<ArchiveLi
   const entries: Dirent[] = await storageCall("read directory", directory, () =>
     fsp.readdir(directory, { withFileTypes: true }),
   );
-  const listing: ArchiveListing = {
-    segments: [],
-    histories: [],
-    backupHistories: [],
-    irregular: [],
-    stray: [],
-  };
+  const listing = emptyListing();
   for (const entry of [...entries].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) {
     if (!entry.isFile() && isWalLikeName(entry.name)) {
       listing.irregular.push({ fileName: entry.name, kind: entryKind(entry) });
@@ -83,10 +77,8 @@ export async function listArchiveDirectory(directory: string): Promise<ArchiveLi
       listing.stray.push(entry.isDirectory() ? `${entry.name}/` : entry.name);
       continue;
     }
-    const segment = parseArchiveFileName(entry.name);
-    const historyTimeline = parseHistoryFileName(entry.name);
-    if (segment === undefined && historyTimeline === undefined) {
-      (BACKUP_HISTORY_NAME.test(entry.name) ? listing.backupHistories : listing.stray).push(entry.name);
+    if (parseArchiveFileName(entry.name) === undefined && parseHistoryFileName(entry.name) === undefined) {
+      addToListing(listing, entry.name, { size: 0, mtimeMs: 0 });
       continue;
     }
     const stats = await statOrUndefined(join(directory, entry.name));
@@ -95,29 +87,51 @@ export async function listArchiveDirectory(directory: string): Promise<ArchiveLi
       listing.irregular.push({ fileName: entry.name, kind: entryKind(stats) });
       continue;
     }
-    if (segment !== undefined) {
-      const timeline = Number.parseInt(segment.walFileName.slice(0, 8), 16);
-      if (timeline === 0) {
-        listing.stray.push(entry.name);
-        continue;
-      }
-      listing.segments.push({
-        fileName: entry.name,
-        walFileName: segment.walFileName,
-        timeline,
-        compression: segment.compression,
-        partial: segment.partial,
-        size: stats.size,
-        mtimeMs: stats.mtimeMs,
-      });
-    } else if (historyTimeline !== undefined) {
-      listing.histories.push({
-        fileName: entry.name,
-        timeline: historyTimeline,
-        size: stats.size,
-        mtimeMs: stats.mtimeMs,
-      });
-    }
+    addToListing(listing, entry.name, stats);
   }
   return listing;
+}
+
+export function emptyListing(): ArchiveListing {
+  return { segments: [], histories: [], backupHistories: [], irregular: [], stray: [] };
+}
+
+/**
+ * Sorts one regular file (or a bucket's object) into the listing; call in name order. Only
+ * segments and timeline histories keep their size and age.
+ */
+export function addToListing(
+  listing: ArchiveListing,
+  name: string,
+  stats: { size: number; mtimeMs: number },
+): void {
+  const segment = parseArchiveFileName(name);
+  const historyTimeline = parseHistoryFileName(name);
+  if (segment === undefined && historyTimeline === undefined) {
+    (BACKUP_HISTORY_NAME.test(name) ? listing.backupHistories : listing.stray).push(name);
+    return;
+  }
+  if (segment !== undefined) {
+    const timeline = Number.parseInt(segment.walFileName.slice(0, 8), 16);
+    if (timeline === 0) {
+      listing.stray.push(name);
+      return;
+    }
+    listing.segments.push({
+      fileName: name,
+      walFileName: segment.walFileName,
+      timeline,
+      compression: segment.compression,
+      partial: segment.partial,
+      size: stats.size,
+      mtimeMs: stats.mtimeMs,
+    });
+  } else if (historyTimeline !== undefined) {
+    listing.histories.push({
+      fileName: name,
+      timeline: historyTimeline,
+      size: stats.size,
+      mtimeMs: stats.mtimeMs,
+    });
+  }
 }

@@ -19,9 +19,10 @@ import { basename, dirname, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { ArchiveError, StorageError, UsageError } from "../errors.js";
 import { parseTimelineHistory } from "../protocol/replication.js";
+import { ObjectStoreError } from "../store/store-errors.js";
 import { fsyncParentDirectory, nodeFileSystem, storageCall } from "../wal/fsync.js";
 import { PARTIAL_SUFFIX, parseArchiveFileName, parseHistoryFileName } from "../wal/names.js";
-import { readSegmentFile, readSmallArchiveFile } from "./archive-file.js";
+import { type ArchiveSource, archiveSourceOf, TRANSIENT_ERRNOS } from "./archive-source.js";
 import { checkSegmentContent } from "./segment-check.js";
 
 export const RESTORE_EXIT = { restored: 0, missing: 1, failed: 128 } as const;
@@ -39,19 +40,6 @@ export interface RestoreOptions {
 const MAX_OTHER_FILE = 64 * 1024 * 1024;
 /** Waits before each retry of a restore that failed with a transient error. */
 const RETRY_DELAYS_MS = [200, 1000, 3000];
-/** errno values after which the same restore may well succeed a moment later. */
-const TRANSIENT_ERRNOS = new Set([
-  "EIO",
-  "EAGAIN",
-  "EWOULDBLOCK",
-  "EINTR",
-  "EBUSY",
-  "ETIMEDOUT",
-  "ESTALE",
-  "EMFILE",
-  "ENFILE",
-]);
-
 const TIMELINE = "(?!00000000)[0-9A-F]{8}";
 /** The names the startup process (and pg_rewind) pass as %f: xlog_internal.h's file names. */
 const SEGMENT_NAME = new RegExp(`^${TIMELINE}[0-9A-F]{16}$`);
@@ -81,24 +69,6 @@ export function parseRequestedName(name: string): RequestedFile {
 export function segmentCandidates(name: string): string[] {
   const complete = [name, `${name}.gz`, `${name}.lz4`, `${name}.zst`];
   return [...complete, ...complete.map((candidate) => candidate + PARTIAL_SUFFIX)];
-}
-
-/**
- * Fails unless `directory` is a directory. Without this, a mistyped or unmounted archive would
- * answer "not in the archive" for every file, and a recovery would end early.
- */
-async function checkArchiveDirectory(directory: string): Promise<void> {
-  let stats: { isDirectory(): boolean };
-  try {
-    stats = await fsp.stat(directory);
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    if (code === undefined || TRANSIENT_ERRNOS.has(code)) throw new StorageError("stat", directory, error);
-    throw new ArchiveError(`cannot use archive directory "${directory}": ${(error as Error).message}`, {
-      cause: error,
-    });
-  }
-  if (!stats.isDirectory()) throw new ArchiveError(`archive directory "${directory}" is not a directory`);
 }
 
 /** The segment's bytes as the server must see them: checked, a partial padded with zeros to full size. */
@@ -142,7 +112,7 @@ export async function writeFileAtomically(destination: string, content: Buffer):
 
 /** The first candidate that holds WAL, checked and ready to hand over; undefined when none does. */
 async function findSegment(
-  directory: string,
+  source: ArchiveSource,
   requested: { walFileName: string; partialOnly: boolean },
   options: RestoreOptions,
 ): Promise<{ source: string; content: Buffer } | undefined> {
@@ -152,7 +122,7 @@ async function findSegment(
   for (const candidate of candidates) {
     await options.beforeLookup?.(candidate);
     const parsed = parseArchiveFileName(candidate)!;
-    const read = await readSegmentFile(directory, candidate, parsed.compression, parsed.partial);
+    const read = await source.readSegment(candidate, parsed.compression, parsed.partial);
     if (read === undefined) continue;
     const prepared = prepareSegment(read.content, requested.walFileName, candidate, parsed.partial);
     if (prepared !== undefined) return { source: candidate, content: prepared };
@@ -162,12 +132,12 @@ async function findSegment(
 
 /** A timeline or backup history file, as it is (a timeline history is parsed first). */
 async function findVerbatim(
-  directory: string,
+  source: ArchiveSource,
   name: string,
   options: RestoreOptions,
 ): Promise<{ source: string; content: Buffer } | undefined> {
   await options.beforeLookup?.(name);
-  const content = await readSmallArchiveFile(directory, name, MAX_OTHER_FILE);
+  const content = await source.readSmallFile(name, MAX_OTHER_FILE);
   if (content === undefined) return undefined;
   if (parseHistoryFileName(name) !== undefined) {
     try {
@@ -187,48 +157,52 @@ async function findVerbatim(
  * pass (after NAME was looked at, before NAME.partial) is found by the second.
  */
 async function attemptRestore(
-  directory: string,
+  source: ArchiveSource,
   requested: RequestedFile,
   fileName: string,
   destination: string,
   options: RestoreOptions,
 ): Promise<RestoreResult> {
-  await checkArchiveDirectory(directory);
+  await source.checkUsable();
   for (let pass = 0; pass < 2; pass++) {
     const found =
       requested.kind === "segment"
-        ? await findSegment(directory, requested, options)
-        : await findVerbatim(directory, fileName, options);
+        ? await findSegment(source, requested, options)
+        : await findVerbatim(source, fileName, options);
     if (found !== undefined) {
       await writeFileAtomically(destination, found.content);
       return { status: "restored", source: found.source, bytes: found.content.length };
     }
     // The archive going away during the lookup must not read as "not there".
-    await checkArchiveDirectory(directory);
+    await source.checkUsable();
   }
   return { status: "missing" };
 }
 
 function isTransient(error: unknown): boolean {
+  if (error instanceof ObjectStoreError) return error.retryable;
   return error instanceof StorageError && error.errno !== undefined && TRANSIENT_ERRNOS.has(error.errno);
 }
 
 /**
- * Restores `fileName` (restore_command's %f) from the archive `directory` to `destination` (%p).
+ * Restores `fileName` (restore_command's %f) from the archive (a directory, or another
+ * ArchiveSource such as a bucket) to `destination` (%p).
  * Returns "missing" when the archive does not have it; throws ArchiveError for a corrupt file or
- * an unusable archive, StorageError for I/O failures (transient ones after a few retries),
+ * an unusable archive, StorageError (or the store's error) for I/O failures (transient ones after
+ * a few retries),
  * UsageError for a name PostgreSQL never asks for.
  */
 export async function restoreFile(
-  directory: string,
+  archive: string | ArchiveSource,
   fileName: string,
   destination: string,
   options: RestoreOptions = {},
 ): Promise<RestoreResult> {
   const requested = parseRequestedName(fileName);
+  const source = archiveSourceOf(archive);
   for (let attempt = 0; ; attempt++) {
     try {
-      return await attemptRestore(directory, requested, fileName, destination, options);
+      return await attemptRestore(source, requested, fileName, destination, options);
     } catch (error) {
       const delay = RETRY_DELAYS_MS[attempt];
       if (delay === undefined || !isTransient(error)) throw error;

@@ -6,8 +6,8 @@
 import { formatLsn, type Lsn, segmentStartLsn } from "../lsn.js";
 import { parseWalFileName } from "../wal/names.js";
 import { LONG_PAGE_HEADER_SIZE, parseWalPageHeader, WAL_BLOCK_SIZE } from "../wal/page-header.js";
-import { readSegmentFile } from "./archive-file.js";
-import { listArchiveDirectory, type SegmentFileEntry } from "./archive-listing.js";
+import type { SegmentFileEntry } from "./archive-listing.js";
+import { type ArchiveSource, archiveSourceOf } from "./archive-source.js";
 import { checkSegmentContent } from "./segment-check.js";
 
 export interface TimelineStatus {
@@ -59,14 +59,13 @@ export interface ArchiveStatusOptions {
 
 /** Segment size and system identifier from the first segment whose first page has a long header. */
 async function archiveIdentity(
-  directory: string,
+  source: ArchiveSource,
   segments: readonly SegmentFileEntry[],
 ): Promise<{ segmentSize?: number; systemIdentifier?: bigint }> {
   for (const entry of segments) {
     let prefix: Buffer | undefined;
     try {
-      const read = await readSegmentFile(
-        directory,
+      const read = await source.readSegment(
         entry.fileName,
         entry.compression,
         entry.partial,
@@ -95,11 +94,13 @@ function compareEntries(
 }
 
 export async function archiveStatus(
-  directory: string,
+  archive: string | ArchiveSource,
   options: ArchiveStatusOptions = {},
 ): Promise<ArchiveStatus> {
-  const listing = await listArchiveDirectory(directory);
-  const { segmentSize, systemIdentifier } = await archiveIdentity(directory, listing.segments);
+  const source = archiveSourceOf(archive);
+  const directory = source.description;
+  const listing = await source.list();
+  const { segmentSize, systemIdentifier } = await archiveIdentity(source, listing.segments);
   const historyTimelines = new Set(listing.histories.map((entry) => entry.timeline));
 
   const timelines = new Map<number, TimelineStatus>();
@@ -134,7 +135,7 @@ export async function archiveStatus(
     if (newest !== undefined) lastLsn = segmentStartLsn(newest.segNo + 1n, segmentSize);
     const newestPartial = positioned.filter(({ entry }) => entry.partial).at(-1);
     if (newestPartial !== undefined) {
-      partial = await partialStatus(directory, newestPartial.entry, segmentSize);
+      partial = await partialStatus(source, newestPartial.entry, segmentSize);
       if (newest === newestPartial) {
         lastLsn = segmentStartLsn(newestPartial.segNo, segmentSize) + BigInt(partial?.usedBytes ?? 0);
       }
@@ -166,13 +167,13 @@ export async function archiveStatus(
 }
 
 async function partialStatus(
-  directory: string,
+  source: ArchiveSource,
   entry: SegmentFileEntry,
   segmentSize: number,
 ): Promise<PartialStatus | null> {
   let content: Buffer | undefined;
   try {
-    content = (await readSegmentFile(directory, entry.fileName, entry.compression, entry.partial))?.content;
+    content = (await source.readSegment(entry.fileName, entry.compression, entry.partial))?.content;
   } catch {
     return null;
   }

@@ -5,20 +5,20 @@
 import { type Lsn, segmentNumberOf } from "../lsn.js";
 import { parseTimelineHistory, type TimelineHistoryEntry } from "../protocol/replication.js";
 import { historyFileName } from "../wal/names.js";
-import { readSmallArchiveFile } from "./archive-file.js";
+import { type ArchiveSource, archiveSourceOf } from "./archive-source.js";
 
 /** A history file larger than this is not one (each line names one ancestor timeline). */
 const MAX_HISTORY_FILE = 64 * 1024 * 1024;
 
 /**
- * Reads and parses TTTTTTTT.history in `directory`; undefined when it does not exist. Only a
- * regular file is read (NotRegularFileError otherwise).
+ * Reads and parses TTTTTTTT.history in the archive; undefined when it does not exist. In a
+ * directory only a regular file is read (NotRegularFileError otherwise).
  */
 export async function readTimelineHistory(
-  directory: string,
+  archive: string | ArchiveSource,
   timeline: number,
 ): Promise<TimelineHistoryEntry[] | undefined> {
-  const content = await readSmallArchiveFile(directory, historyFileName(timeline), MAX_HISTORY_FILE);
+  const content = await archiveSourceOf(archive).readSmallFile(historyFileName(timeline), MAX_HISTORY_FILE);
   if (content === undefined) return undefined;
   const entries = parseTimelineHistory(content.toString("utf8"));
   const wrong = entries.find((entry) => entry.timeline >= timeline);

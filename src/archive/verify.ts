@@ -7,9 +7,11 @@
 import { StorageError } from "../errors.js";
 import { formatLsn, type Lsn, maxLsn, minLsn, segmentNumberOf, segmentStartLsn } from "../lsn.js";
 import type { TimelineHistoryEntry } from "../protocol/replication.js";
+import { ObjectStoreError } from "../store/store-errors.js";
 import { historyFileName, parseWalFileName, walFileName } from "../wal/names.js";
-import { NotRegularFileError, readSegmentFile } from "./archive-file.js";
-import { listArchiveDirectory, type SegmentFileEntry } from "./archive-listing.js";
+import { NotRegularFileError } from "./archive-file.js";
+import type { SegmentFileEntry } from "./archive-listing.js";
+import { type ArchiveSource, archiveSourceOf } from "./archive-source.js";
 import { checkSegmentContent, type SegmentCheck } from "./segment-check.js";
 import { expectedTimelineOf, isOnPath, readTimelineHistory, recoveryPath } from "./timeline-histories.js";
 
@@ -92,7 +94,7 @@ function mostCommon<T>(values: readonly T[]): T | undefined {
 }
 
 async function readHistories(
-  directory: string,
+  source: ArchiveSource,
   timelines: Iterable<number>,
   problems: VerifyProblem[],
 ): Promise<Map<number, TimelineHistoryEntry[]>> {
@@ -101,12 +103,12 @@ async function readHistories(
     if (timeline === 1) continue;
     const file = historyFileName(timeline);
     try {
-      const entries = await readTimelineHistory(directory, timeline);
+      const entries = await readTimelineHistory(source, timeline);
       if (entries !== undefined) histories.set(timeline, entries);
     } catch (error) {
       if (error instanceof NotRegularFileError) {
         problems.push({ kind: "not-regular-file", file, message: error.message });
-      } else if (error instanceof StorageError) {
+      } else if (error instanceof StorageError || error instanceof ObjectStoreError) {
         problems.push({ kind: "unreadable", file, message: error.message });
       } else {
         problems.push({ kind: "bad-history", file, message: `${file}: ${(error as Error).message}` });
@@ -121,7 +123,7 @@ function allowedTimelines(timeline: number, histories: Map<number, TimelineHisto
 }
 
 async function checkSegments(
-  directory: string,
+  source: ArchiveSource,
   segments: readonly SegmentFileEntry[],
   histories: Map<number, TimelineHistoryEntry[]>,
   problems: VerifyProblem[],
@@ -130,7 +132,7 @@ async function checkSegments(
   for (const entry of segments) {
     let content: Buffer | undefined;
     try {
-      content = (await readSegmentFile(directory, entry.fileName, entry.compression, entry.partial))?.content;
+      content = (await source.readSegment(entry.fileName, entry.compression, entry.partial))?.content;
     } catch (error) {
       const kind = error instanceof NotRegularFileError ? "not-regular-file" : "unreadable";
       problems.push({ kind, file: entry.fileName, message: (error as Error).message });
@@ -208,14 +210,19 @@ function sortedUnique(values: Iterable<bigint>): bigint[] {
   return [...new Set(values)].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
 }
 
-export async function verifyArchive(directory: string, options: VerifyOptions = {}): Promise<VerifyReport> {
-  const listing = await listArchiveDirectory(directory);
+export async function verifyArchive(
+  archive: string | ArchiveSource,
+  options: VerifyOptions = {},
+): Promise<VerifyReport> {
+  const source = archiveSourceOf(archive);
+  const directory = source.description;
+  const listing = await source.list();
   const problems: VerifyProblem[] = [];
   const notes: string[] = [];
   const segmentTimelines = new Set(listing.segments.map((entry) => entry.timeline));
   const historyTimelines = new Set(listing.histories.map((entry) => entry.timeline));
   const histories = await readHistories(
-    directory,
+    source,
     new Set([...segmentTimelines, ...historyTimelines]),
     problems,
   );
@@ -250,7 +257,7 @@ export async function verifyArchive(directory: string, options: VerifyOptions = 
     }
   }
 
-  const checked = await checkSegments(directory, listing.segments, histories, problems);
+  const checked = await checkSegments(source, listing.segments, histories, problems);
   const { segmentSize, systemIdentifier } = checkArchiveConsistency(checked, problems);
 
   const partialSegments: PartialSegmentInfo[] = checked

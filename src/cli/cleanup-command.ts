@@ -69,6 +69,8 @@ export async function runCleanupCommand(
     return fail(`too many command-line arguments (first is "${args.operands[1]}")`);
   const directory = args.operands[0] ?? directoryFrom(args, io.env);
   if (directory === undefined) return fail("no archive directory specified");
+  if (directory.startsWith("s3://"))
+    return fail("cleanup works on a local archive directory, not s3:// (use the bucket's lifecycle rules)");
 
   const criteria: CleanupCriteria = { now: now() };
   const beforeText = args.values.get("before");

@@ -56,6 +56,22 @@ Segment hooks (pgwal):
                            where hook progress is kept (default: per archive
                            in $STATE_DIRECTORY or ~/.local/state/pgwal)
 
+Object store (pgwal):
+      --target=s3://BUCKET/PREFIX
+                           also upload complete segments, history files and
+                           the .partial there (AWS credentials, AWS_REGION)
+      --s3-endpoint=URL    S3-compatible endpoint (default: AWS_ENDPOINT_URL_S3)
+      --s3-addressing-style=path|virtual
+                           default: path with a custom endpoint
+      --upload-concurrency=N
+                           uploads at the same time (default: 4)
+      --partial-upload-interval=SECS
+                           upload the .partial this often (default: 10; 0 = off)
+      --upload-holds-slot  keep the slot at the end of WAL that is in the bucket
+      --upload-state-file=PATH
+                           where upload progress is kept (default: per archive
+                           and target in $STATE_DIRECTORY or ~/.local/state/pgwal)
+
 Retention (pgwal):
       --retention=DURATION remove segments completed more than DURATION ago
                            (e.g. 7d) after each new segment; see "cleanup"

@@ -6,11 +6,14 @@
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { SegmentHookRunner } from "../hooks/segment-hooks.js";
 import type { WalReceiver } from "../receiver/receiver.js";
+import type { WalUploader } from "../store/wal-uploader.js";
 
 export interface ReceiverMetricsOptions {
   /** --status-interval in seconds: the health window is max(2 × it, 60 s). */
   statusIntervalSeconds: number;
   hooks?: SegmentHookRunner;
+  /** The --target uploader. */
+  uploader?: WalUploader;
   now?: () => number;
 }
 
@@ -163,6 +166,7 @@ export class ReceiverMetrics {
         },
       });
     }
+    if (options.uploader !== undefined) registerUploadMetrics(options.uploader, registers);
 
     receiver.on("streaming", () => {
       this.streaming = true;
@@ -197,4 +201,60 @@ export class ReceiverMetrics {
       now: this.now(),
     });
   }
+}
+
+/** What the --target uploader has done and owes; gauges are read from it when scraped. */
+function registerUploadMetrics(uploader: WalUploader, registers: Registry[]): void {
+  const gauge = (name: string, help: string, read: () => number) =>
+    new Gauge({
+      name,
+      help,
+      registers,
+      collect() {
+        this.set(read());
+      },
+    });
+  const files = new Counter({
+    name: "pgwal_upload_files_total",
+    help: "Uploads confirmed in the object store (kind: complete file, or .partial replaced)",
+    labelNames: ["kind"],
+    registers,
+  });
+  const bytes = new Counter({
+    name: "pgwal_upload_bytes_total",
+    help: "Bytes of the uploads confirmed in the object store",
+    labelNames: ["kind"],
+    registers,
+  });
+  uploader.on("uploaded", (event) => {
+    const kind = event.outcome === "partial" ? "partial" : "complete";
+    files.inc({ kind });
+    bytes.inc({ kind }, event.bytes);
+  });
+  const failures = new Counter({
+    name: "pgwal_upload_failures_total",
+    help: "Failed upload attempts (each is retried)",
+    registers,
+  });
+  uploader.on("failed", () => failures.inc());
+  gauge(
+    "pgwal_upload_pending_files",
+    "Complete files waiting for their upload (the local spool)",
+    () => uploader.stats.pendingFiles,
+  );
+  gauge(
+    "pgwal_upload_pending_bytes",
+    "Bytes of complete files waiting for their upload",
+    () => uploader.stats.pendingBytes,
+  );
+  gauge(
+    "pgwal_upload_last_success_timestamp_seconds",
+    "Unix time of the last successful upload (0 = none yet)",
+    () => uploader.stats.lastSuccessAt / 1000,
+  );
+  gauge(
+    "pgwal_upload_held_lsn_bytes",
+    "End of WAL wholly in the object store, as a byte position (the slot is held here with --upload-holds-slot)",
+    () => Number(uploader.holdPosition),
+  );
 }

@@ -54,6 +54,20 @@ export interface ReceiveArgs {
   hookStateFile?: string;
   /** --metrics-listen host:port for /metrics and /healthz. */
   metricsListen?: ListenAddress;
+  /** --target s3://BUCKET/PREFIX: upload the archive there. */
+  target?: string;
+  /** --s3-endpoint; absent = AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL / AWS. */
+  s3Endpoint?: string;
+  /** --s3-addressing-style; absent = path-style with a custom endpoint, else virtual-host. */
+  s3Addressing?: "path" | "virtual";
+  /** --upload-concurrency (default 4). */
+  uploadConcurrency: number;
+  /** --partial-upload-interval in seconds (default 10; 0 = never upload the .partial). */
+  partialUploadIntervalSeconds: number;
+  /** --upload-holds-slot: report as flushed only WAL that is in the bucket. */
+  uploadHoldsSlot: boolean;
+  /** --upload-state-file; absent = defaultUploadStateFile(directory, target). */
+  uploadStateFile?: string;
   /** --retention: remove segments completed longer ago than this many milliseconds. */
   retentionMs?: number;
 }
@@ -105,6 +119,13 @@ type OptionKey =
   | "hookHoldsSlot"
   | "hookStateFile"
   | "metricsListen"
+  | "target"
+  | "s3Endpoint"
+  | "s3Addressing"
+  | "uploadConcurrency"
+  | "partialUploadInterval"
+  | "uploadHoldsSlot"
+  | "uploadStateFile"
   | "retention";
 
 interface ReceiveOptionSpec extends OptionSpec {
@@ -141,6 +162,13 @@ export const RECEIVE_OPTIONS: readonly ReceiveOptionSpec[] = [
   { key: "hookHoldsSlot", long: "hook-holds-slot", takesValue: false, env: "boolean" },
   { key: "hookStateFile", long: "hook-state-file", takesValue: true, env: "string" },
   { key: "metricsListen", long: "metrics-listen", takesValue: true, env: "string" },
+  { key: "target", long: "target", takesValue: true, env: "string" },
+  { key: "s3Endpoint", long: "s3-endpoint", takesValue: true, env: "string" },
+  { key: "s3Addressing", long: "s3-addressing-style", takesValue: true, env: "string" },
+  { key: "uploadConcurrency", long: "upload-concurrency", takesValue: true, env: "string" },
+  { key: "partialUploadInterval", long: "partial-upload-interval", takesValue: true, env: "string" },
+  { key: "uploadHoldsSlot", long: "upload-holds-slot", takesValue: false, env: "boolean" },
+  { key: "uploadStateFile", long: "upload-state-file", takesValue: true, env: "string" },
   { key: "retention", long: "retention", takesValue: true, env: "string" },
 ];
 
@@ -274,6 +302,8 @@ function validate(given: GivenValues, operands: readonly string[], allowZstd: bo
   if (strings.onSegment !== undefined && strings.onSegment.trim() === "")
     throw new OptionProblem("--on-segment needs a command", true);
 
+  const uploads = validateUploadOptions(strings, flags);
+
   const args: ReceiveArgs = {
     ifNotExists: flags.ifNotExists === true,
     noLoop: flags.noLoop === true,
@@ -286,6 +316,7 @@ function validate(given: GivenValues, operands: readonly string[], allowZstd: bo
     dropSlot,
     passwordPrompt: given.prompt ?? "auto",
     hookHoldsSlot,
+    ...uploads,
   };
   if (strings.directory !== undefined) args.directory = strings.directory;
   if (given.endpos !== undefined && given.endpos !== 0n) args.endpos = given.endpos;
@@ -320,6 +351,73 @@ function validate(given: GivenValues, operands: readonly string[], allowZstd: bo
     args.retentionMs = retentionMs;
   }
   return args;
+}
+
+/** --target and the options that only make sense with it. */
+function validateUploadOptions(
+  strings: GivenValues["strings"],
+  flags: GivenValues["flags"],
+): Pick<
+  ReceiveArgs,
+  | "target"
+  | "s3Endpoint"
+  | "s3Addressing"
+  | "uploadConcurrency"
+  | "partialUploadIntervalSeconds"
+  | "uploadHoldsSlot"
+  | "uploadStateFile"
+> {
+  const target = strings.target;
+  const uploadHoldsSlot = flags.uploadHoldsSlot === true;
+  if (target !== undefined && !/^s3:\/\/[^/]+/.test(target))
+    throw new OptionProblem(
+      `invalid value "${target}" for option --target (expected s3://BUCKET/PREFIX)`,
+      true,
+    );
+  if (target === undefined) {
+    for (const [key, option] of [
+      ["s3Endpoint", "--s3-endpoint"],
+      ["s3Addressing", "--s3-addressing-style"],
+      ["uploadConcurrency", "--upload-concurrency"],
+      ["partialUploadInterval", "--partial-upload-interval"],
+      ["uploadStateFile", "--upload-state-file"],
+    ] as const) {
+      if (strings[key] !== undefined)
+        throw new OptionProblem(`${option} needs an object store given with --target`, true);
+    }
+    if (uploadHoldsSlot)
+      throw new OptionProblem("--upload-holds-slot needs an object store given with --target", true);
+  }
+  if (uploadHoldsSlot && strings.slot === undefined)
+    throw new OptionProblem("--upload-holds-slot needs a slot to be specified using --slot", true);
+  const concurrency = parseWholeNumber(strings.uploadConcurrency ?? "4", "--upload-concurrency", 1, 64);
+  const interval = parseWholeNumber(
+    strings.partialUploadInterval ?? "10",
+    "--partial-upload-interval",
+    0,
+    86_400,
+  );
+  const result: ReturnType<typeof validateUploadOptions> = {
+    uploadConcurrency: concurrency,
+    partialUploadIntervalSeconds: interval,
+    uploadHoldsSlot,
+  };
+  if (target !== undefined) result.target = target;
+  if (strings.s3Endpoint !== undefined) result.s3Endpoint = strings.s3Endpoint;
+  if (strings.s3Addressing !== undefined)
+    result.s3Addressing = parseChoice(strings.s3Addressing, "--s3-addressing-style", [
+      "path",
+      "virtual",
+    ] as const);
+  if (strings.uploadStateFile !== undefined) result.uploadStateFile = strings.uploadStateFile;
+  return result;
+}
+
+function parseWholeNumber(text: string, option: string, min: number, max: number): number {
+  const value = /^\s*[0-9]+\s*$/.test(text) ? Number(text) : Number.NaN;
+  if (!Number.isSafeInteger(value) || value < min || value > max)
+    throw new OptionProblem(`invalid value "${text}" for option ${option} (expected ${min} to ${max})`, true);
+  return value;
 }
 
 /**

@@ -11,10 +11,11 @@ import { identifySystem } from "../connection/commands.js";
 import type { ConnectionSettings } from "../connection/conninfo.js";
 import { UsageError } from "../errors.js";
 import type { SegmentHookRunner } from "../hooks/segment-hooks.js";
-import { formatLsn } from "../lsn.js";
+import { formatLsn, type Lsn, minLsn } from "../lsn.js";
 import type { ArchiveRetention } from "../receiver/archive-retention.js";
 import type { ReceiverLogger } from "../receiver/logger.js";
 import { WalReceiver } from "../receiver/receiver.js";
+import type { WalUploader } from "../store/wal-uploader.js";
 import { buildConnectionSettings, connectFirst } from "./connect.js";
 import { ExitCode, type ExitCodeValue } from "./exit-codes.js";
 import type { MetricsServer } from "./metrics-server.js";
@@ -107,6 +108,15 @@ async function stream(
       compression: args.compression.method,
     });
   }
+  // The S3 client is loaded only for an s3:// target; keys and bucket are checked before streaming.
+  let uploader: WalUploader | undefined;
+  if (args.target !== undefined) {
+    const { prepareUploads } = await import("../store/receive-uploads.js");
+    uploader = await prepareUploads({ ...args, target: args.target, directory }, logger, context.env);
+  }
+  const holds: (() => Lsn)[] = [];
+  if (args.hookHoldsSlot && hooks !== undefined) holds.push(() => hooks.holdPosition);
+  if (args.uploadHoldsSlot && uploader !== undefined) holds.push(() => uploader.holdPosition);
   const receiver = new WalReceiver({
     connection: settings,
     directory,
@@ -118,17 +128,21 @@ async function stream(
     noLoop: args.noLoop,
     compression: args.compression,
     logger,
-    flushCap: args.hookHoldsSlot && hooks !== undefined ? () => hooks.holdPosition : undefined,
+    flushCap: holds.length === 0 ? undefined : () => holds.map((hold) => hold()).reduce(minLsn),
   });
   positions = () => receiver.positions;
   let retention: ArchiveRetention | undefined;
   if (args.retentionMs !== undefined) {
+    const keeps: (() => Lsn)[] = [];
+    if (hooks !== undefined) keeps.push(() => hooks.holdPosition);
+    if (uploader !== undefined) keeps.push(() => uploader.holdPosition);
     const { ArchiveRetention } = await import("../receiver/archive-retention.js");
     const runner = new ArchiveRetention({
       directory,
       keepMs: args.retentionMs,
       logger,
-      holdPosition: hooks === undefined ? undefined : () => hooks.holdPosition,
+      // Nothing a hook or an upload still needs is removed, whatever the *-holds-slot flags say.
+      holdPosition: keeps.length === 0 ? undefined : () => keeps.map((keep) => keep()).reduce(minLsn),
     });
     let segmentSize = 0;
     receiver.on("connected", (event) => {
@@ -148,6 +162,15 @@ async function stream(
     });
     receiver.on("segment", (event) => hooks.enqueue(path.basename(event.path)));
     receiver.on("history", (event) => hooks.enqueue(path.basename(event.path)));
+  }
+  let uploadFailure: unknown;
+  if (uploader !== undefined) {
+    const { followReceiver } = await import("../store/receive-uploads.js");
+    followReceiver(uploader, receiver, (error) => {
+      // Bad keys, a denied PUT, another cluster's object: stop with that one line; the archive is intact.
+      uploadFailure ??= error;
+      receiver.stop();
+    });
   }
   const notifier = new SystemdNotifier({ env: context.env, logger });
   if (notifier.enabled) {
@@ -180,6 +203,7 @@ async function stream(
     const receiverMetrics = new ReceiverMetrics(receiver, {
       statusIntervalSeconds: args.statusIntervalSeconds,
       hooks,
+      uploader,
     });
     metrics = receiverMetrics;
     metricsServer = await startMetricsServer(receiverMetrics, args.metricsListen);
@@ -224,6 +248,7 @@ async function stream(
   try {
     const exit = await receiver.run();
     if (hookStartFailure !== undefined) throw hookStartFailure;
+    if (uploadFailure !== undefined) throw uploadFailure;
     const { written, timeline } = receiver.positions;
     if (exit.reason === "endpos") {
       stopReason = `stopped at --endpos ${formatLsn(written)}`;
@@ -245,6 +270,11 @@ async function stream(
       if (hooks.pendingCount > 0)
         logger.info({ pending: hooks.pendingCount }, "waiting for the running segment hook before exiting");
       await hooks.stop();
+    }
+    if (uploader !== undefined) {
+      // Uploads in flight get a short grace; whatever is not confirmed is uploaded after a restart.
+      await uploader.stop();
+      uploader.destroy();
     }
     await retention?.stop();
     if (lockAttempt.acquired) await lockAttempt.lock.release();

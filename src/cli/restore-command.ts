@@ -7,6 +7,7 @@
  * stops it, so the failure lands in the server log instead of being mistaken for the end of the archive.
  */
 import { RESTORE_EXIT, restoreExitCode, restoreFile } from "../archive/restore.js";
+import { openArchiveLocation } from "./archive-location.js";
 import type { CommandIo } from "./command-io.js";
 import { DIRECTORY_OPTION, directoryFrom, parseSubcommandArgs } from "./subcommand-args.js";
 
@@ -20,14 +21,16 @@ In postgresql.conf:
   restore_command = '${programName} restore --directory=/var/lib/pgwal/archive %f %p'
 
 Options:
-  -D, --directory=DIR    the archive (default: $PGWAL_DIRECTORY)
+  -D, --directory=DIR    the archive (default: $PGWAL_DIRECTORY), or
+                         s3://BUCKET/PREFIX written by receive --target
   -?, --help             show this help, then exit
 
 Segments stored compressed (.gz, .lz4) or as .partial are restored as plain, full-size segments
 after their page headers are checked. Only regular files inside the archive are read.
 
 Exit status: 0 restored; 1 not in the archive (nothing printed); 128 corrupt file, I/O error,
-missing archive directory or wrong usage (one line on stderr): above 125, so that PostgreSQL
+missing archive directory, unreachable or misconfigured bucket, or wrong usage (one line on
+stderr): above 125, so that PostgreSQL
 stops the recovery instead of taking the failure for the end of the archive.
 `;
 }
@@ -53,11 +56,16 @@ export async function runRestoreCommand(
   if (extra.length > 0) return fail(`too many command-line arguments (first is "${extra[0]}")`);
   const directory = directoryFrom(parsed.args, io.env);
   if (directory === undefined) return fail("no archive directory specified (--directory or PGWAL_DIRECTORY)");
+  let close: (() => void) | undefined;
   try {
-    return restoreExitCode(await restoreFile(directory, fileName, destination));
+    const opened = await openArchiveLocation(directory, io.env);
+    close = opened.close;
+    return restoreExitCode(await restoreFile(opened.archive, fileName, destination));
   } catch (error) {
     const code = restoreExitCode(error);
     if (code === RESTORE_EXIT.failed) fail(error instanceof Error ? error.message : String(error));
     return code;
+  } finally {
+    close?.();
   }
 }

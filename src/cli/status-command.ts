@@ -15,6 +15,7 @@ import { archiveTimeMap } from "../archive/time-map.js";
 import { identifySystem } from "../connection/commands.js";
 import { formatLsn, parseLsn } from "../lsn.js";
 import type { ReceiverLogger } from "../receiver/logger.js";
+import { openArchiveLocation } from "./archive-location.js";
 import type { CommandIo } from "./command-io.js";
 import { buildConnectionSettings, connectFirst } from "./connect.js";
 import type { PasswordPrompt } from "./options.js";
@@ -40,7 +41,8 @@ Usage:
   ${programName} status [OPTION]... DIR
 
 Options:
-  -D, --directory=DIR    the archive, instead of DIR (default: $PGWAL_DIRECTORY)
+  -D, --directory=DIR    the archive, instead of DIR (default: $PGWAL_DIRECTORY);
+                         DIR may be s3://BUCKET/PREFIX written by receive --target
       --json             print the status as JSON
   -?, --help             show this help, then exit
 
@@ -55,6 +57,7 @@ Connection options (optional: with one of them, the server's position and the la
 Also shows, per timeline, the time range of the archive's commits/aborts and its restore points,
 from the archive's time map (kept outside the archive in $STATE_DIRECTORY, else
 $XDG_STATE_HOME/pgwal or ~/.local/state/pgwal; its first build reads every WAL record once).
+The time map is built for a local archive directory only, not for s3://.
 `;
 }
 
@@ -125,9 +128,13 @@ export async function runStatusCommand(
     return fail(`too many command-line arguments (first is "${args.operands[1]}")`);
   const directory = args.operands[0] ?? directoryFrom(args, io.env);
   if (directory === undefined) return fail("no archive directory specified");
+  let close: (() => void) | undefined;
   try {
-    const status = await archiveStatus(directory);
-    const times = await timesOf(directory, programName, io);
+    const opened = await openArchiveLocation(directory, io.env);
+    close = opened.close;
+    const status = await archiveStatus(opened.archive);
+    // The time map reads local files only; a bucket's status has no time ranges.
+    const times = typeof opened.archive === "string" ? await timesOf(directory, programName, io) : null;
     const wantsServer = CONNECTION_KEYS.some((key) => args.values.has(key));
     const server = wantsServer ? await serverPosition(args.values, status, programName, io) : undefined;
     if (args.values.has("json")) {
@@ -146,6 +153,8 @@ export async function runStatusCommand(
     return 0;
   } catch (error) {
     return fail(error instanceof Error ? error.message : String(error));
+  } finally {
+    close?.();
   }
 }
 

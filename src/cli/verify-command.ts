@@ -15,6 +15,7 @@ import {
 } from "../archive/verify.js";
 import { formatVerifyWithRecords, verifyArchiveRecords } from "../archive/verify-records.js";
 import { type Lsn, tryParseLsn } from "../lsn.js";
+import { openArchiveLocation } from "./archive-location.js";
 import type { CommandIo } from "./command-io.js";
 import { DIRECTORY_OPTION, directoryFrom, parseSubcommandArgs } from "./subcommand-args.js";
 
@@ -27,7 +28,9 @@ Usage:
   ${programName} verify [OPTION]... DIR
 
 Options:
-  -D, --directory=DIR    the archive, instead of DIR (default: $PGWAL_DIRECTORY)
+  -D, --directory=DIR    the archive, instead of DIR (default: $PGWAL_DIRECTORY);
+                         DIR may be s3://BUCKET/PREFIX written by receive --target
+                         (not with --records or a target option)
       --from=LSN         with --to: check that all WAL from LSN ...
       --to=LSN           ... up to LSN is in the archive, on the newest timeline's path
       --records          also read every WAL record and check its CRC, length and xl_prev link
@@ -89,6 +92,9 @@ export async function runVerifyCommand(
   const directory = args.operands[0] ?? directoryFrom(args, io.env);
   if (directory === undefined) return fail("no archive directory specified");
   const targets = (["targetTime", "targetName", "targetLsn"] as const).filter((key) => args.values.has(key));
+  // The record reader and the time map read local files only.
+  if (directory.startsWith("s3://") && (targets.length > 0 || args.values.has("records")))
+    return fail("--records and the target options need a local archive directory, not s3://");
   if (targets.length > 1) return fail("--target-time, --target-name and --target-lsn exclude each other");
   if (targets.length === 1) {
     if (args.values.has("records") || args.values.has("from") || args.values.has("to"))
@@ -108,8 +114,11 @@ export async function runVerifyCommand(
   if ((options.from === undefined) !== (options.to === undefined)) return fail("--from and --to go together");
   if (options.from !== undefined && options.to !== undefined && options.from > options.to)
     return fail("--from must not be after --to");
+  let close: (() => void) | undefined;
   try {
-    const report = await verifyArchive(directory, options);
+    const opened = await openArchiveLocation(directory, io.env);
+    close = opened.close;
+    const report = await verifyArchive(opened.archive, options);
     const records = args.values.has("records") ? await verifyArchiveRecords(directory, options) : undefined;
     const ok = report.ok && (records?.ok ?? true);
     if (args.values.has("json")) {
@@ -120,6 +129,8 @@ export async function runVerifyCommand(
     return ok ? VERIFY_EXIT.ok : VERIFY_EXIT.problems;
   } catch (error) {
     return fail(error instanceof Error ? error.message : String(error));
+  } finally {
+    close?.();
   }
 }
 

@@ -277,7 +277,7 @@ export class SegmentHookRunner extends EventEmitter<HookEvents> {
  * its segments), then segments by position (the 16 hex digits after the timeline sort like the
  * segment number for any segment size), then by timeline.
  */
-function compareStreamOrder(a: string, b: string): number {
+export function compareStreamOrder(a: string, b: string): number {
   const aHistory = parseHistoryFileName(a) !== undefined;
   const bHistory = parseHistoryFileName(b) !== undefined;
   if (aHistory !== bHistory) return aHistory ? -1 : 1;

@@ -39,6 +39,9 @@ test("defaults match pg_receivewal's", () => {
     dropSlot: false,
     passwordPrompt: "auto",
     hookHoldsSlot: false,
+    uploadConcurrency: 4,
+    partialUploadIntervalSeconds: 10,
+    uploadHoldsSlot: false,
   });
 });
 
@@ -206,7 +209,9 @@ test("validation messages, hints and exit codes are pg_receivewal's", () => {
     { argv: ["--no-loop=yes"], message: "option '--no-loop' doesn't allow an argument", hint: true },
     {
       argv: ["--s=1"],
-      message: "option '--s' is ambiguous; possibilities: '--status-interval' '--slot' '--synchronous'",
+      // pgwal's --s3-* options join pg_receivewal's three (the abbreviation fails either way).
+      message:
+        "option '--s' is ambiguous; possibilities: '--status-interval' '--slot' '--synchronous' '--s3-endpoint' '--s3-addressing-style'",
       hint: true,
     },
     {
@@ -348,6 +353,52 @@ test("bad PGWAL_* values are usage errors, and PGWAL_PASSWORD is never echoed", 
   );
   // A variable whose option is on the command line is not even parsed.
   assert.equal(run(["-D", "x", "-s", "1"], { PGWAL_STATUS_INTERVAL: "junk" }).statusIntervalSeconds, 1);
+});
+
+test("--target s3://… and its options, also from PGWAL_* variables", () => {
+  const args = run([
+    "-D",
+    "/wal",
+    "--slot=s",
+    "--target=s3://bucket/db1/wal",
+    "--s3-endpoint=http://127.0.0.1:9000",
+    "--s3-addressing-style=virtual",
+    "--upload-concurrency=8",
+    "--partial-upload-interval=0",
+    "--upload-holds-slot",
+    "--upload-state-file=/var/lib/pgwal/up.json",
+  ]);
+  assert.equal(args.target, "s3://bucket/db1/wal");
+  assert.equal(args.s3Endpoint, "http://127.0.0.1:9000");
+  assert.equal(args.s3Addressing, "virtual");
+  assert.equal(args.uploadConcurrency, 8);
+  assert.equal(args.partialUploadIntervalSeconds, 0);
+  assert.equal(args.uploadHoldsSlot, true);
+  assert.equal(args.uploadStateFile, "/var/lib/pgwal/up.json");
+  const fromEnv = run(["-D", "/wal"], { PGWAL_TARGET: "s3://b2/x", PGWAL_UPLOAD_CONCURRENCY: "2" });
+  assert.equal(fromEnv.target, "s3://b2/x");
+  assert.equal(fromEnv.uploadConcurrency, 2);
+  for (const [argv, message] of [
+    [["--target=/local/dir"], 'invalid value "/local/dir" for option --target (expected s3://BUCKET/PREFIX)'],
+    [["--upload-holds-slot"], "--upload-holds-slot needs an object store given with --target"],
+    [
+      ["--target=s3://b/x", "--upload-holds-slot"],
+      "--upload-holds-slot needs a slot to be specified using --slot",
+    ],
+    [["--s3-endpoint=http://x"], "--s3-endpoint needs an object store given with --target"],
+    [
+      ["--target=s3://b/x", "--upload-concurrency=0"],
+      'invalid value "0" for option --upload-concurrency (expected 1 to 64)',
+    ],
+    [
+      ["--target=s3://b/x", "--s3-addressing-style=dns"],
+      'invalid value "dns" for option --s3-addressing-style (choose from path, virtual)',
+    ],
+  ] as const) {
+    const outcome = usageError(["-D", "/wal", ...argv]);
+    assert.equal(outcome.message, message);
+    assert.equal(outcome.exitCode, 1);
+  }
 });
 
 test("-Z zstd: pgwal accepts it (when Node.js has zstd), pg_receivewal refuses it as the original does", () => {

@@ -14,6 +14,9 @@
  *   -h db1 / host=db1           -> -h 127.0.0.1 -p <port> / host=127.0.0.1 port=<port>
  *   -U replicator / user=replicator -> a test role with REPLICATION (TEST_USERS.trust)
  *   slot names (pgwal_slot)     -> kept
+ *   AWS S3, https://s3.example.net -> the test's Ceph RGW (test/support/rgw.ts): AWS_ENDPOINT_URL_S3 is
+ *                                  added after AWS_REGION=…, the profile's keys are written to
+ *                                  $HOME/.aws/credentials, EXAMPLEKEY/EXAMPLESECRET become RGW keys
  *
  * Shell lines run through /bin/sh (`exec LINE`, so a signal reaches pgwal itself) with HOME set to a
  * temp dir. Examples that stream until stopped are started, observed, and stopped with SIGTERM.
@@ -38,8 +41,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { formatLsn, parseLsn } from "../../src/lsn.js";
+import { openObjectStore } from "../../src/store/open-store.js";
 import { type PgCluster, startSharedCluster, TEST_USERS } from "../support/cluster.js";
 import { findFreePort } from "../support/free-port.js";
+import { startSharedRgw } from "../support/rgw.js";
 import { waitFor as waitUntil } from "../support/wait-for.js";
 import { PGWAL_BIN, PROJECT_ROOT } from "./cli-harness.js";
 
@@ -128,6 +133,14 @@ const CASES: ReadonlyMap<string, string> = new Map([
     "pgwal receive -D /var/lib/pgwal/archive -S pgwal_slot -h db1 -U replicator --on-segment 'cp %p /mnt/wal-copy/%f' --hook-holds-slot --metrics-listen 127.0.0.1:9187",
     "hook-metrics",
   ],
+  [
+    "AWS_PROFILE=wal-archiver AWS_REGION=eu-west-1 pgwal receive -D /var/lib/pgwal/archive -S pgwal_slot -h db1 -U replicator --target s3://example-wal-archive/main --upload-holds-slot",
+    "s3-aws",
+  ],
+  [
+    "AWS_ACCESS_KEY_ID=EXAMPLEKEY AWS_SECRET_ACCESS_KEY=EXAMPLESECRET AWS_ENDPOINT_URL_S3=https://s3.example.net pgwal receive -D /archive -h db1 -U replicator -Z lz4 --target s3://wal/main --upload-concurrency 8",
+    "s3-compatible",
+  ],
   // Running under systemd
   ["useradd --system --home-dir /var/lib/pgwal --shell /usr/sbin/nologin pgwal", SYSTEMD_TEST],
   ["install -d -o pgwal -g pgwal -m 0700 /var/lib/pgwal/main", SYSTEMD_TEST],
@@ -182,6 +195,7 @@ let cluster: PgCluster;
 let workDir: string;
 let dirs: { archive: string; slashArchive: string; walCopy: string; bin: string; home: string };
 let metricsPort: number;
+const rgw = await startSharedRgw();
 const children = new Set<ChildProcess>();
 
 before(async () => {
@@ -238,7 +252,9 @@ interface Started {
 
 /** Starts a shell command as README users would type it (with pgwal on PATH). */
 function startShell(command: string, options: { cwd?: string; timeoutMs?: number } = {}): Started {
-  const child = spawn("/bin/sh", ["-c", `exec ${command}`], {
+  // `VAR=value … exec program`: leading assignments stay the environment of the program exec runs.
+  const execLine = command.replace(/^((?:[A-Za-z_][A-Za-z0-9_]*=\S*\s+)*)/, "$1exec ");
+  const child = spawn("/bin/sh", ["-c", execLine], {
     cwd: options.cwd ?? workDir,
     env: { PATH: `${dirs.bin}:${process.env.PATH}`, HOME: dirs.home, PGCONNECT_TIMEOUT: "10" },
     stdio: ["ignore", "pipe", "pipe"],
@@ -540,6 +556,115 @@ test("receive … --on-segment 'cp %p /mnt/wal-copy/%f' --hook-holds-slot --metr
   } finally {
     await stopCleanly(run);
   }
+});
+
+/**
+ * Runs an --target example until every complete segment of its archive is in the bucket, byte for
+ * byte; returns the bucket's object names.
+ */
+async function runUploadExample(
+  command: string,
+  url: string,
+  archive: string,
+  suffix: string,
+): Promise<{ name: string; size: number }[]> {
+  const store = await openObjectStore(url, { credentials: rgw.credentials }, rgw.awsEnv());
+  const run = startShell(command);
+  try {
+    // The store is checked before streaming starts: a walsender means both went well.
+    await waitFor(
+      "pgwal streaming (in pg_stat_replication)",
+      async () =>
+        Number(await cluster.sql("SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'")) > 0
+          ? true
+          : undefined,
+      20_000,
+      run,
+    );
+    await switchSegments(3);
+    const archived = await waitFor("three complete segments", async () => {
+      const names = await completeSegments(archive, suffix);
+      return names.length >= 3 ? names : undefined;
+    });
+    const names = await waitFor(
+      "every complete segment of the archive in the bucket",
+      async () => {
+        const stored = await store.list();
+        return archived.every((n) => stored.some((o) => o.name === n)) ? stored : undefined;
+      },
+      60_000,
+      run,
+    );
+    for (const name of archived.slice(-3)) {
+      const chunks: Buffer[] = [];
+      for await (const chunk of await store.get(name)) chunks.push(chunk as Buffer);
+      assert.deepEqual(Buffer.concat(chunks), await readFile(join(archive, name)), name);
+    }
+    return names;
+  } finally {
+    await stopCleanly(run);
+    store.destroy();
+  }
+}
+
+test("receive --target s3://… with AWS_PROFILE: the profile's keys upload the archive; the slot is held", {
+  timeout: 120_000,
+}, async () => {
+  await rgw.createBucketNamed("example-wal-archive");
+  await mkdir(join(dirs.home, ".aws"), { recursive: true });
+  await writeFile(
+    join(dirs.home, ".aws", "credentials"),
+    `[wal-archiver]\naws_access_key_id = ${rgw.credentials.accessKeyId}\naws_secret_access_key = ${rgw.credentials.secretAccessKey}\n`,
+  );
+  const command = substitute(example("s3-aws")).replace(
+    "AWS_REGION=eu-west-1",
+    `AWS_REGION=eu-west-1 AWS_ENDPOINT_URL_S3=${rgw.endpoint}`,
+  );
+  await runUploadExample(command, "s3://example-wal-archive/main", dirs.archive, "");
+  // Listed after the receiver stopped: uploads confirmed after runUploadExample's own listing may
+  // rightly have moved the slot further.
+  const store = await openObjectStore(
+    "s3://example-wal-archive/main",
+    { credentials: rgw.credentials },
+    rgw.awsEnv(),
+  );
+  const objects = await store.list().finally(() => store.destroy());
+  const names = objects.map((o) => o.name);
+  assert.ok(
+    names.every((n) => /^[0-9A-F]{24}(\.partial)?$|^[0-9A-F]{8}\.history$/.test(n)),
+    names.join(" "),
+  );
+  // The slot was held at what the bucket holds.
+  const restart = parseLsn(
+    await cluster.sql("SELECT restart_lsn FROM pg_replication_slots WHERE slot_name = 'pgwal_slot'"),
+  );
+  const newest = names
+    .filter((n) => /^[0-9A-F]{24}$/.test(n))
+    .sort()
+    .at(-1)!;
+  let bucketEnd = (BigInt(`0x${newest.slice(16, 24)}`) + 1n) * BigInt(SEGMENT);
+  // An uncompressed .partial right after it holds that segment's first `size` bytes.
+  const partial = objects.find((o) => o.name.endsWith(".partial"));
+  if (partial !== undefined && BigInt(`0x${partial.name.slice(16, 24)}`) * BigInt(SEGMENT) === bucketEnd)
+    bucketEnd += BigInt(partial.size);
+  assert.ok(restart <= bucketEnd, `slot ${formatLsn(restart)} <= bucket end ${formatLsn(bucketEnd)}`);
+});
+
+test("receive --target s3://wal/main against an S3-compatible endpoint: .lz4 objects as archived", {
+  timeout: 120_000,
+}, async () => {
+  await rgw.createBucketNamed("wal");
+  const command = substitute(example("s3-compatible"))
+    .replace("EXAMPLEKEY", rgw.credentials.accessKeyId)
+    .replace("EXAMPLESECRET", rgw.credentials.secretAccessKey)
+    .replace("https://s3.example.net", rgw.endpoint);
+  const names = (await runUploadExample(command, "s3://wal/main", dirs.slashArchive, ".lz4")).map(
+    (o) => o.name,
+  );
+  assert.ok(
+    names.every((n) => /^[0-9A-F]{24}\.lz4(\.partial)?$|^[0-9A-F]{8}\.history$/.test(n)),
+    names.join(" "),
+  );
 });
 
 test("verify DIR and verify DIR --from 0/3000000 --to 0/5000000 --json: the archive is sound", async () => {
