@@ -14,12 +14,9 @@
  * directory fsync). Files are opened only through archive-file.ts (regular files, bounded
  * decompression).
  */
-import { createHash } from "node:crypto";
-import { mkdir, open, readFile, realpath, rename } from "node:fs/promises";
-import { homedir } from "node:os";
-import path from "node:path";
-import { StorageError } from "../errors.js";
+import { readFile } from "node:fs/promises";
 import { formatLsn, segmentStartLsn } from "../lsn.js";
+import { perArchiveStateFile, writeStateFileDurably } from "../state-files.js";
 import { nodeFileSystem } from "../wal/fsync.js";
 import { parseWalFileName } from "../wal/names.js";
 import { LONG_PAGE_HEADER_SIZE, parseWalPageHeader, WAL_BLOCK_SIZE } from "../wal/page-header.js";
@@ -88,16 +85,8 @@ export interface TimeMapResult {
 const INDEX_VERSION = 1;
 
 /** Same place and key as the hook state (defaultHookStateFile): outside the archive, one per archive. */
-export async function defaultTimeMapFile(
-  directory: string,
-  env: NodeJS.ProcessEnv = process.env,
-): Promise<string> {
-  const base =
-    env.STATE_DIRECTORY?.split(":")[0] ??
-    path.join(env.XDG_STATE_HOME ?? path.join(homedir(), ".local", "state"), "pgwal");
-  const archive = await realpath(directory).catch(() => path.resolve(directory));
-  const id = createHash("sha256").update(archive).digest("hex").slice(0, 16);
-  return path.join(base, `timemap-${id}.json`);
+export function defaultTimeMapFile(directory: string, env: NodeJS.ProcessEnv = process.env): Promise<string> {
+  return perArchiveStateFile("timemap", directory, env);
 }
 
 function keyOf(entry: { fileName: string; size: number; mtimeMs: number }): string {
@@ -158,35 +147,12 @@ function isSegmentEntry(value: unknown): value is TimeMapSegment {
   );
 }
 
-async function saveIndex(
+function saveIndex(
   file: string,
   map: TimeMap,
   fsyncDirectory: (directory: string) => Promise<void>,
 ): Promise<void> {
-  const directory = path.dirname(file);
-  try {
-    const firstCreated = await mkdir(directory, { recursive: true, mode: 0o700 });
-    if (firstCreated !== undefined) {
-      // Each new directory's entry in its parent must survive a crash too (as the hook state does).
-      for (let created = directory; ; created = path.dirname(created)) {
-        await fsyncDirectory(path.dirname(created));
-        if (created === firstCreated || path.dirname(created) === created) break;
-      }
-    }
-    // Per process: two pgwal commands refreshing the same index must not share a temp file.
-    const temp = `${file}.${process.pid}.tmp`;
-    const handle = await open(temp, "w", 0o600);
-    try {
-      await handle.writeFile(JSON.stringify({ version: INDEX_VERSION, ...map }));
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    await rename(temp, file);
-    await fsyncDirectory(directory);
-  } catch (error) {
-    throw new StorageError("write", file, error);
-  }
+  return writeStateFileDurably(file, JSON.stringify({ version: INDEX_VERSION, ...map }), fsyncDirectory);
 }
 
 function emptySegment(entry: SegmentFileEntry, segNo: bigint, previous: string | null): TimeMapSegment {

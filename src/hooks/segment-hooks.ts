@@ -1,8 +1,6 @@
 import { spawn } from "node:child_process";
-import { createHash } from "node:crypto";
 import { EventEmitter } from "node:events";
-import { mkdir, open, readdir, readFile, realpath, rename } from "node:fs/promises";
-import { homedir } from "node:os";
+import { readdir, readFile } from "node:fs/promises";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { StorageError, UnsafeFileNameError } from "../errors.js";
@@ -10,8 +8,8 @@ import { formatLsn, type Lsn, parseLsn } from "../lsn.js";
 import { escapeControlCharacters } from "../protocol/untrusted-text.js";
 import { Backoff } from "../receiver/backoff.js";
 import type { ReceiverLogger } from "../receiver/logger.js";
+import { perArchiveStateFile, writeStateFileDurably } from "../state-files.js";
 import type { CompressionMethod } from "../wal/compression.js";
-import { nodeFileSystem } from "../wal/fsync.js";
 import { parseArchiveFileName, parseHistoryFileName, parseWalFileName } from "../wal/names.js";
 
 /**
@@ -49,16 +47,11 @@ interface HookState {
 }
 
 /** Default state file: systemd's $STATE_DIRECTORY, else $XDG_STATE_HOME or ~/.local/state, per archive. */
-export async function defaultHookStateFile(
+export function defaultHookStateFile(
   directory: string,
   env: NodeJS.ProcessEnv = process.env,
 ): Promise<string> {
-  const base =
-    env.STATE_DIRECTORY?.split(":")[0] ??
-    path.join(env.XDG_STATE_HOME ?? path.join(homedir(), ".local", "state"), "pgwal");
-  const archive = await realpath(directory).catch(() => path.resolve(directory));
-  const id = createHash("sha256").update(archive).digest("hex").slice(0, 16);
-  return path.join(base, `hooks-${id}.json`);
+  return perArchiveStateFile("hooks", directory, env);
 }
 
 /** archive_command-style substitution. Like PostgreSQL, paths are inserted without shell quoting. */
@@ -244,31 +237,7 @@ export class SegmentHookRunner extends EventEmitter<HookEvents> {
       heldUpTo: this.heldUpTo > 0n ? formatLsn(this.heldUpTo) : undefined,
     };
     for (const name of this.done) if (!present.has(name)) this.done.delete(name);
-    const fsyncDirectory = this.options.fsyncDirectory ?? nodeFileSystem.fsyncDirectory;
-    try {
-      const stateDirectory = path.dirname(file);
-      const firstCreated = await mkdir(stateDirectory, { recursive: true, mode: 0o700 });
-      if (firstCreated !== undefined) {
-        // Each new directory's entry in its parent must survive a crash too.
-        for (let created = stateDirectory; ; created = path.dirname(created)) {
-          await fsyncDirectory(path.dirname(created));
-          if (created === firstCreated || path.dirname(created) === created) break;
-        }
-      }
-      const temp = `${file}.tmp`;
-      const handle = await open(temp, "w", 0o600);
-      try {
-        await handle.writeFile(JSON.stringify(state));
-        await handle.sync();
-      } finally {
-        await handle.close();
-      }
-      await rename(temp, file);
-      // Without this, the rename (the new progress) may not survive a power cut.
-      await fsyncDirectory(stateDirectory);
-    } catch (error) {
-      throw new StorageError("write", file, error);
-    }
+    await writeStateFileDurably(file, JSON.stringify(state), this.options.fsyncDirectory);
   }
 }
 

@@ -9,16 +9,15 @@
  * their typed error. Confirmed names are kept in a small state file outside the archive, written
  * durably, so a restart re-uploads exactly the files that were not confirmed.
  */
-import { createHash } from "node:crypto";
 import { EventEmitter } from "node:events";
-import { mkdir, open, readdir, readFile, realpath, rename, stat } from "node:fs/promises";
-import { homedir } from "node:os";
+import { readdir, readFile, stat } from "node:fs/promises";
 import path from "node:path";
 import { StorageError } from "../errors.js";
 import { compareStreamOrder } from "../hooks/segment-hooks.js";
 import { formatLsn, type Lsn, parseLsn, segmentNumberOf, segmentOffsetOf, segmentStartLsn } from "../lsn.js";
 import { Backoff } from "../receiver/backoff.js";
 import type { ReceiverLogger } from "../receiver/logger.js";
+import { perArchiveStateFile, writeStateFileDurably } from "../state-files.js";
 import {
   PARTIAL_SUFFIX,
   parseArchiveFileName,
@@ -71,17 +70,12 @@ interface UploadState {
 }
 
 /** Where upload progress is kept: systemd's $STATE_DIRECTORY, else $XDG_STATE_HOME or ~/.local/state; per archive and target. */
-export async function defaultUploadStateFile(
+export function defaultUploadStateFile(
   directory: string,
   targetUrl: string,
   env: NodeJS.ProcessEnv = process.env,
 ): Promise<string> {
-  const base =
-    env.STATE_DIRECTORY?.split(":")[0] ??
-    path.join(env.XDG_STATE_HOME ?? path.join(homedir(), ".local", "state"), "pgwal");
-  const archive = await realpath(directory).catch(() => path.resolve(directory));
-  const id = createHash("sha256").update(`${archive}\n${targetUrl}`).digest("hex").slice(0, 16);
-  return path.join(base, `uploads-${id}.json`);
+  return perArchiveStateFile("uploads", directory, env, targetUrl);
 }
 
 export class WalUploader extends EventEmitter<UploaderEvents> {
@@ -480,20 +474,7 @@ export class WalUploader extends EventEmitter<UploaderEvents> {
       done: [...this.done],
       heldUpTo: this.completeUpTo > 0n ? formatLsn(this.completeUpTo) : undefined,
     };
-    try {
-      await mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
-      const temp = `${file}.tmp`;
-      const handle = await open(temp, "w", 0o600);
-      try {
-        await handle.writeFile(JSON.stringify(state));
-        await handle.sync();
-      } finally {
-        await handle.close();
-      }
-      await rename(temp, file);
-    } catch (error) {
-      throw new StorageError("write", file, error);
-    }
+    await writeStateFileDurably(file, JSON.stringify(state));
   }
 }
 
