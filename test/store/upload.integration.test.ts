@@ -51,10 +51,18 @@ interface Running {
   stderr: () => string;
 }
 
-/** Starts `pgwal receive` with the RGW's keys in its environment, as a user would set them. */
-function startReceive(args: string[], env: Record<string, string> = rgw.awsEnv()): Running {
+/**
+ * Starts `pgwal receive` with the RGW's keys in its environment, as a user would set them, and
+ * resolves once it streams (or has exited): before PostgreSQL 15 there is no READ_REPLICATION_SLOT,
+ * so an empty archive starts at the server's current position, and WAL made earlier is not streamed.
+ */
+async function startReceive(args: string[], env: Record<string, string> = rgw.awsEnv()): Promise<Running> {
   let child: ChildProcess | undefined;
   let stderr = "";
+  let started: () => void = () => {};
+  const streaming = new Promise<void>((resolve) => {
+    started = resolve;
+  });
   const done = runPgwal(["receive", "--log-format=json", "-v", ...args], {
     env: { HOME: workDir, ...env },
     timeoutMs: 300_000,
@@ -63,8 +71,10 @@ function startReceive(args: string[], env: Record<string, string> = rgw.awsEnv()
     },
     onStderr: (text) => {
       stderr = text;
+      if (text.includes("starting log streaming")) started();
     },
   });
+  await Promise.race([streaming, done]);
   return { child: child!, done, stderr: () => stderr };
 }
 
@@ -147,7 +157,7 @@ describe("streaming into a bucket", () => {
       const dir = await mkdtemp(join(workDir, `stream-${method}-`));
       const slot = `up_${method}`;
       await cluster.sql(`SELECT pg_create_physical_replication_slot('${slot}', true)`);
-      const running = startReceive([
+      const running = await startReceive([
         "-D",
         dir,
         ...connectionArgs(),
@@ -240,7 +250,7 @@ describe("streaming into a bucket", () => {
     const url = `s3://${bucket}/tl`;
     const store = await openStore(url);
     const dir = await mkdtemp(join(workDir, "timeline-"));
-    const running = startReceive([
+    const running = await startReceive([
       "-D",
       dir,
       "-h",
@@ -300,7 +310,7 @@ describe("--upload-holds-slot", () => {
     await cluster.sql(`SELECT pg_create_physical_replication_slot('${slot}', true)`);
     // Where the slot starts (it reserves WAL from its creation); from here on, only pgwal moves it.
     const createdAt = await slotRestartLsn(slot);
-    const running = startReceive([
+    const running = await startReceive([
       "-D",
       dir,
       ...connectionArgs(),
@@ -417,7 +427,7 @@ describe("kill -9 during uploads", () => {
       "--upload-state-file",
       stateFile,
     ];
-    const first = startReceive(args);
+    const first = await startReceive(args);
     await someWal(cluster, 100_000);
     await cluster.sql("SELECT pg_switch_wal()");
     await waitFor("a few confirmed uploads", async () => {
@@ -434,7 +444,7 @@ describe("kill -9 during uploads", () => {
       "some files were still unconfirmed at the kill",
     );
 
-    const second = startReceive(args);
+    const second = await startReceive(args);
     let run: CliRun;
     try {
       await waitFor(
@@ -568,7 +578,7 @@ describe("refusals: one clear line, exit 1, nothing lost locally", () => {
     const dir = await mkdtemp(join(workDir, "conflict-"));
     const slot = "up_conflict";
     await cluster.sql(`SELECT pg_create_physical_replication_slot('${slot}', true)`);
-    const running = startReceive([
+    const running = await startReceive([
       "-D",
       dir,
       ...connectionArgs(),
@@ -632,7 +642,7 @@ describe("refusals: one clear line, exit 1, nothing lost locally", () => {
     const dir = await mkdtemp(join(workDir, "denyput-"));
     const slot = "up_deny";
     await cluster.sql(`SELECT pg_create_physical_replication_slot('${slot}', true)`);
-    const running = startReceive(
+    const running = await startReceive(
       [
         "-D",
         dir,
@@ -671,7 +681,7 @@ test("receive --retention never removes a local segment whose upload is not conf
   const url = `s3://${bucket}/wal`;
   const store = await openStore(url);
   const dir = await mkdtemp(join(workDir, "retention-"));
-  const running = startReceive([
+  const running = await startReceive([
     "-D",
     dir,
     ...connectionArgs(),
