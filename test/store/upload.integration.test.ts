@@ -527,6 +527,8 @@ describe("refusals: one clear line, exit 1, nothing lost locally", () => {
     const bucket = await rgw.createBucket("other");
     const url = `s3://${bucket}/shared`;
     const store = await openStore(url);
+    // Some WAL first: at a segment boundary the current position names a file not created yet.
+    await someWal(cluster, 10);
     const current = await cluster.sql("SELECT pg_walfile_name(pg_current_wal_lsn())");
     await store.putComplete(current, cluster.walPath(current), SEGMENT);
     const other = await PgCluster.start({ name: "upload-other", walSegmentSizeMb: 1 });
